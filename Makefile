@@ -1,0 +1,63 @@
+# twinserve — every command a user or CI types. `make up` and `make test` set everything up themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARTIFACTS := artifacts
+MANIFEST := $(ARTIFACTS)/manifest.json
+MODEL_SOURCES := $(wildcard models/*.py) serving/torchserve/handler.py $(wildcard serving/torchserve/model-config/*.yaml)
+PYTEST_ARGS ?=
+
+.PHONY: help setup java export parity up down status test lint format clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP) java ## create .venv with the pinned dependencies and make sure a JDK is present
+
+$(STAMP): requirements/gateway.txt requirements/dev.txt requirements/constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3
+	# torch==2.13.0 resolves to the local CPU wheel; the constraints file pins every transitive package.
+	$(PY) -m pip install --quiet -r requirements/dev.txt -c requirements/constraints.txt
+	@touch $@
+
+java: ## TorchServe's frontend needs Java 17; install it with apt when missing
+	@if ! command -v java >/dev/null 2>&1; then \
+	  echo "java not found: installing openjdk-17-jdk-headless with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless >/dev/null; \
+	fi
+
+export: $(MANIFEST) ## train/seed, port and export both models to artifacts/
+
+$(MANIFEST): $(STAMP) $(MODEL_SOURCES)
+	$(PY) -m models.export --out $(ARTIFACTS)
+
+parity: $(MANIFEST) ## load both exported artifacts from disk and prove they agree (writes artifacts/parity.json)
+	$(PY) -m models.parity --artifacts $(ARTIFACTS)
+
+up: setup $(MANIFEST) ## start both stacks (native here; see README for docker compose) and print curl commands
+	$(PY) -m serving.supervisor up --artifacts $(ARTIFACTS)
+
+down: ## stop what `make up` started
+	@if [ -x $(PY) ]; then $(PY) -m serving.supervisor down; else echo "nothing to stop (no .venv)"; fi
+
+status: ## what runs, on which ports, and whether it is healthy
+	$(PY) -m serving.supervisor status
+
+test: setup $(MANIFEST) ## run the test suite (starts real servers on loopback)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy models serving gateway loadtest
+
+format: $(STAMP) ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: down ## remove generated artifacts, results and run state (keeps .venv)
+	rm -rf $(ARTIFACTS) run results .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,208 @@
+"""TorchServe handler for every twinserve model: batch-aware, TF-Serving-like JSON, raw float32 input.
+
+Packed into each .mar beside `torch_nets.py` (architecture), `weights.pt` (state_dict) and
+`model_meta.json` (name, input shape, output names). Serialization choice: an eager state_dict plus
+the model's Python source, not TorchScript. A state_dict is a plain zip of tensors that torch 2.4
+(the pytorch/torchserve:0.12.0 images) loads with `weights_only=True`, while TorchScript archives
+written by torch 2.13 carry a newer format version that older runtimes refuse.
+
+Request forms (one TorchServe request = one entry of the batch; all entries run in one forward):
+  JSON  {"instances": [inst, ...]}              -> {"predictions": [{"logits": .., "probabilities": ..}, ..]}
+  JSON  {"inputs": batch} / {"inputs": {"input": batch}} -> {"outputs": {"logits": .., "probabilities": ..}}
+  raw   Content-Type application/octet-stream, or gRPC input key "input": little-endian float32 bytes
+        of [n, *input_shape]                     -> the columnar JSON answer.
+Bad input gets status 400 with {"code": 400, "type": "InvalidInput", "message": ...} for that entry only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+try:  # the parity check and tests import this file without a TorchServe worker around it
+    from ts.torch_handler.base_handler import BaseHandler
+except ImportError:  # pragma: no cover
+    BaseHandler = object  # type: ignore[misc,assignment]
+
+logger = logging.getLogger(__name__)
+
+MAX_INSTANCES = 1024  # per request; a bigger batch is a client mistake, not a reason to exhaust memory
+JSON_TYPES = ("application/json", "text/json")
+
+
+class InvalidInputError(ValueError):
+    """The request is malformed; the message names what is wrong."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with the metadata it was exported with."""
+
+    module: torch.nn.Module
+    name: str
+    input_name: str
+    input_shape: tuple[int, ...]
+    output_names: tuple[str, ...]
+    device: torch.device
+
+
+def load_model(model_dir: str, device: torch.device) -> LoadedModel:
+    """Load the architecture source, the state_dict and the metadata unpacked from a .mar."""
+    with open(os.path.join(model_dir, "model_meta.json"), encoding="utf-8") as handle:
+        meta = json.load(handle)
+    spec = importlib.util.spec_from_file_location("twinserve_torch_nets", os.path.join(model_dir, "torch_nets.py"))
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot import torch_nets.py from {model_dir}")
+    nets = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nets)
+    module = nets.build(meta["name"], meta["num_classes"])
+    state = torch.load(os.path.join(model_dir, "weights.pt"), map_location="cpu", weights_only=True)
+    module.load_state_dict(state, strict=True)
+    module.to(device).eval()
+    return LoadedModel(
+        module=module,
+        name=meta["name"],
+        input_name=meta["input_name"],
+        input_shape=tuple(meta["input_shape"]),
+        output_names=tuple(meta["output_names"]),
+        device=device,
+    )
+
+
+def forward(model: LoadedModel, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """Run one batch [n, *input_shape] float32 on the model's device; return logits and probabilities."""
+    with torch.inference_mode():
+        x = torch.from_numpy(batch).to(model.device, non_blocking=True)
+        logits = model.module(x)
+        probabilities = torch.softmax(logits, dim=1)
+    return {"logits": logits.float().cpu().numpy(), "probabilities": probabilities.float().cpu().numpy()}
+
+
+def decode(model: LoadedModel, row: dict[str, Any], content_type: str | None) -> tuple[np.ndarray, str]:
+    """Turn one request into a float32 batch and the answer format ('row' or 'columnar')."""
+    if model.input_name in row:  # gRPC: raw tensor bytes under the input's name
+        return _raw(model, row[model.input_name]), "columnar"
+    body = row.get("body", row.get("data"))
+    if body is None:
+        raise InvalidInputError("empty request: send a JSON body or raw float32 bytes")
+    if isinstance(body, (bytes, bytearray)):
+        if content_type and content_type.split(";")[0].strip().lower() == "application/octet-stream":
+            return _raw(model, body), "columnar"
+        try:
+            body = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise InvalidInputError(f"malformed JSON body: {error}") from None
+    if not isinstance(body, dict):
+        raise InvalidInputError('the JSON body must be an object with "instances" or "inputs"')
+    if "instances" in body:
+        return _array(model, body["instances"], "instances"), "row"
+    if "inputs" in body:
+        inputs = body["inputs"]
+        if isinstance(inputs, dict):
+            if set(inputs) != {model.input_name}:
+                raise InvalidInputError(
+                    f"inputs must have exactly one tensor named {model.input_name!r}, got {sorted(inputs)}"
+                )
+            inputs = inputs[model.input_name]
+        return _array(model, inputs, "inputs"), "columnar"
+    raise InvalidInputError(f'the JSON body needs "instances" or "inputs"; got keys {sorted(body)}')
+
+
+def _raw(model: LoadedModel, data: bytes | bytearray) -> np.ndarray:
+    per_instance = int(np.prod(model.input_shape)) * 4
+    if not data or len(data) % per_instance:
+        raise InvalidInputError(
+            f"raw input of {len(data)} bytes is not a whole number of float32 instances of shape "
+            f"{list(model.input_shape)} ({per_instance} bytes each)"
+        )
+    batch = np.frombuffer(bytes(data), dtype="<f4").reshape(-1, *model.input_shape)
+    return _check_count(batch)
+
+
+def _array(model: LoadedModel, value: Any, field: str) -> np.ndarray:
+    try:
+        batch = np.asarray(value, dtype=np.float32)
+    except (ValueError, TypeError) as error:
+        raise InvalidInputError(f"{field!r} must be a rectangular array of numbers (float32): {error}") from None
+    if batch.ndim == 0 or tuple(batch.shape[1:]) != model.input_shape:
+        raise InvalidInputError(
+            f"{field!r} has shape {list(batch.shape)}; expected [n, {', '.join(map(str, model.input_shape))}]"
+        )
+    return _check_count(batch)
+
+
+def _check_count(batch: np.ndarray) -> np.ndarray:
+    if not 1 <= len(batch) <= MAX_INSTANCES:
+        raise InvalidInputError(f"a request must hold 1 to {MAX_INSTANCES} instances, got {len(batch)}")
+    return np.ascontiguousarray(batch)
+
+
+def encode(outputs: dict[str, np.ndarray], form: str) -> str:
+    """Answer in TF Serving's REST shapes: rows of dicts, or one dict of columns."""
+    if form == "row":
+        names = list(outputs)
+        columns = [outputs[n].tolist() for n in names]
+        rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        return json.dumps({"predictions": rows})
+    return json.dumps({"outputs": {name: array.tolist() for name, array in outputs.items()}})
+
+
+def error_body(message: str) -> str:
+    """TorchServe-style error JSON."""
+    return json.dumps({"code": 400, "type": "InvalidInput", "message": message})
+
+
+class TwinHandler(BaseHandler):  # type: ignore[misc]
+    """Batch-aware handler: every request in TorchServe's batch shares one forward pass on the device."""
+
+    def initialize(self, context: Any) -> None:
+        properties = context.system_properties
+        gpu_id = properties.get("gpu_id")
+        if torch.cuda.is_available() and gpu_id is not None:
+            device = torch.device(f"cuda:{gpu_id}")
+        else:
+            device = torch.device("cpu")
+        self.model = load_model(properties["model_dir"], device)
+        self.initialized = True
+        logger.info("twinserve handler: %s loaded on %s", self.model.name, device)
+
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[str]:
+        batches: list[np.ndarray] = []
+        plan: list[tuple[int, int, str] | str] = []  # (start, stop, form) per request, or an error message
+        offset = 0
+        for index, row in enumerate(data):
+            try:
+                batch, form = decode(self.model, row, _header(context, index, "Content-Type"))
+            except InvalidInputError as error:
+                plan.append(str(error))
+                continue
+            batches.append(batch)
+            plan.append((offset, offset + len(batch), form))
+            offset += len(batch)
+        outputs = forward(self.model, np.concatenate(batches)) if batches else {}
+        answers: list[str] = []
+        for index, entry in enumerate(plan):
+            if isinstance(entry, str):
+                context.set_response_status(400, entry, index)
+                context.set_response_content_type(index, "application/json")
+                answers.append(error_body(entry))
+                continue
+            start, stop, form = entry
+            answers.append(encode({name: array[start:stop] for name, array in outputs.items()}, form))
+            context.set_response_content_type(index, "application/json")
+        return answers
+
+
+def _header(context: Any, index: int, name: str) -> str | None:
+    for key in (name, name.lower()):
+        value = context.get_request_header(index, key)
+        if value:
+            return value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
+    return None
