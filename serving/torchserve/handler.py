@@ -26,11 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 
-try:  # the parity check and tests import this file without a TorchServe worker around it
-    from ts.torch_handler.base_handler import BaseHandler
-except ImportError:  # pragma: no cover
-    BaseHandler = object  # type: ignore[misc,assignment]
-
 logger = logging.getLogger(__name__)
 
 MAX_INSTANCES = 1024  # per request; a bigger batch is a client mistake, not a reason to exhaust memory
@@ -91,6 +86,11 @@ def decode(model: LoadedModel, row: dict[str, Any], content_type: str | None) ->
         return _raw(model, row[model.input_name]), "columnar"
     body = row.get("body", row.get("data"))
     if body is None:
+        if row:  # TorchServe's frontend split a form-encoded body (curl -d without a Content-Type) into fields
+            raise InvalidInputError(
+                "form-encoded bodies are not accepted: send JSON with 'Content-Type: application/json' "
+                "or raw float32 with 'Content-Type: application/octet-stream'"
+            )
         raise InvalidInputError("empty request: send a JSON body or raw float32 bytes")
     if isinstance(body, (bytes, bytearray)):
         if content_type and content_type.split(";")[0].strip().lower() == "application/octet-stream":
@@ -159,8 +159,10 @@ def error_body(message: str) -> str:
     return json.dumps({"code": 400, "type": "InvalidInput", "message": message})
 
 
-class TwinHandler(BaseHandler):  # type: ignore[misc]
+class TwinHandler:
     """Batch-aware handler: every request in TorchServe's batch shares one forward pass on the device."""
+
+    model: LoadedModel
 
     def initialize(self, context: Any) -> None:
         properties = context.system_properties
@@ -170,7 +172,6 @@ class TwinHandler(BaseHandler):  # type: ignore[misc]
         else:
             device = torch.device("cpu")
         self.model = load_model(properties["model_dir"], device)
-        self.initialized = True
         logger.info("twinserve handler: %s loaded on %s", self.model.name, device)
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[str]:
@@ -206,3 +207,18 @@ def _header(context: Any, index: int, name: str) -> str | None:
         if value:
             return value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
     return None
+
+
+_service = TwinHandler()
+
+
+def handle(data: list[dict[str, Any]] | None, context: Any) -> list[str] | None:
+    """TorchServe's entry point: the first call (data None) loads the model, later calls serve batches.
+
+    A module-level function rather than a handler class: TorchServe's class discovery insists on
+    exactly one class per handler module, and this module has several.
+    """
+    if data is None:
+        _service.initialize(context)
+        return None
+    return _service.handle(data, context)
