@@ -1,0 +1,61 @@
+"""`python -m gateway`: uvicorn (uvloop + httptools, N workers) with the gRPC server in every worker.
+
+Configuration comes from TWINSERVE_* variables (gateway/settings.py); the flags below are shortcuts that
+set those variables, so worker processes (spawned, not forked) see the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import uvicorn
+
+from gateway.settings import Settings
+
+FLAGS = {
+    "host": "TWINSERVE_SERVER__HOST",
+    "port": "TWINSERVE_SERVER__PORT",
+    "grpc_port": "TWINSERVE_SERVER__GRPC_PORT",
+    "workers": "TWINSERVE_SERVER__WORKERS",
+    "routes": "TWINSERVE_ROUTES_FILE",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the shortcut flags, validate settings once, and run uvicorn until SIGTERM/SIGINT drains it."""
+    parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--grpc-port", type=int)
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--routes", help="routes YAML file")
+    args = parser.parse_args(argv)
+    for key, env in FLAGS.items():
+        value = getattr(args, key)
+        if value is not None:
+            os.environ[env] = str(value)  # children inherit the environment, not our argv
+    settings = Settings()  # fail fast on a bad configuration, before any worker starts
+    server = settings.server
+    if server.workers > 1 and settings.telemetry.metrics_multiproc_dir is None:
+        # Prometheus multiprocess mode: every worker writes its values to files in one shared directory.
+        path = tempfile.mkdtemp(prefix="twinserve-prom-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        os.environ["TWINSERVE_TELEMETRY__METRICS_MULTIPROC_DIR"] = path
+    uvicorn.run(
+        "gateway.app:app_from_env",
+        factory=True,
+        host=server.host,
+        port=server.port,
+        workers=server.workers,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=int(server.graceful_timeout_s),
+        access_log=False,
+        log_level=settings.telemetry.log_level.lower(),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""What every backend client offers the core, and the shared error mapping from upstream failures."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+
+import aiohttp
+import grpc
+
+from gateway.errors import GatewayError, InvalidArgument, UpstreamError, UpstreamTimeout
+from gateway.metadata import ModelMetadata
+from gateway.settings import BackendSettings
+from gateway.tensors import InferTensor
+
+
+class Backend(abc.ABC):
+    """A client for one serving stack; owns its pooled HTTP session or gRPC channel."""
+
+    name: str
+
+    def __init__(self, settings: BackendSettings) -> None:
+        self.settings = settings
+        self.session: aiohttp.ClientSession | None = None
+        self.channel: grpc.aio.Channel | None = None
+
+    async def start(self) -> None:
+        """Open the pooled HTTP session and the gRPC channel (once, in the app lifespan)."""
+        connector = aiohttp.TCPConnector(limit=self.settings.pool_size, keepalive_timeout=30)
+        self.session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        options = [
+            ("grpc.max_receive_message_length", 256 << 20),
+            ("grpc.max_send_message_length", 256 << 20),
+        ]
+        self.channel = grpc.aio.insecure_channel(self.settings.grpc_target, options=options)
+
+    async def close(self) -> None:
+        """Close the session and the channel."""
+        if self.session is not None:
+            await self.session.close()
+        if self.channel is not None:
+            await self.channel.close()
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The pooled session (start() must have run)."""
+        assert self.session is not None, "backend not started"
+        return self.session
+
+    @property
+    def grpc(self) -> grpc.aio.Channel:
+        """The channel (start() must have run)."""
+        assert self.channel is not None, "backend not started"
+        return self.channel
+
+    async def infer(
+        self, model: str, version: str | None, inputs: list[InferTensor], *, timeout_s: float, request_id: str
+    ) -> list[InferTensor]:
+        """Run one inference; upstream failures become UpstreamError/UpstreamTimeout naming this backend."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self._infer(model, version, inputs, timeout_s, request_id)
+        except GatewayError:
+            raise
+        except TimeoutError:
+            raise UpstreamTimeout(f"no answer within {timeout_s:.3g}s", backend=self.name) from None
+        except grpc.aio.AioRpcError as err:
+            raise map_grpc_error(self.name, err) from None
+        except (aiohttp.ClientError, OSError, ValueError, KeyError, TypeError) as exc:
+            raise UpstreamError(f"{type(exc).__name__}: {exc}", backend=self.name) from None
+
+    @abc.abstractmethod
+    async def _infer(
+        self, model: str, version: str | None, inputs: list[InferTensor], timeout_s: float, request_id: str
+    ) -> list[InferTensor]:
+        """Protocol-specific inference."""
+
+    @abc.abstractmethod
+    async def metadata(
+        self, model: str, version: str | None, declared: ModelMetadata | None
+    ) -> ModelMetadata:
+        """What this backend says the model looks like (TorchServe: the declared signature, probed)."""
+
+    @abc.abstractmethod
+    async def healthy(self, model: str) -> bool:
+        """Active health check for one routed model: a cheap call that never raises."""
+
+
+def map_grpc_error(backend: str, err: grpc.aio.AioRpcError) -> GatewayError:
+    """Upstream gRPC status -> gateway error: INVALID_ARGUMENT stays a client error, the rest is upstream."""
+    code, details = err.code(), err.details() or ""
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument(f"{backend} rejected the request: {details}", backend=backend)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return UpstreamTimeout(details or "deadline exceeded", backend=backend)
+    return UpstreamError(f"{code.name}: {details}", backend=backend)
+
+
+def map_http_error(backend: str, status: int, text: str) -> GatewayError:
+    """Upstream HTTP error status -> gateway error: 400/413/422 stay client errors, the rest is upstream."""
+    if status in (400, 413, 422):
+        return InvalidArgument(f"{backend} rejected the request: {text[:500]}", backend=backend)
+    if status in (408, 504):
+        return UpstreamTimeout(f"HTTP {status}", backend=backend)
+    return UpstreamError(f"HTTP {status}: {text[:200]}", backend=backend)

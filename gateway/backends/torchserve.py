@@ -1,0 +1,194 @@
+"""TorchServe client: REST `/predictions/{m}[/{v}]` or gRPC `InferenceAPIsService/Predictions`, token auth."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import numpy as np
+from google.protobuf import empty_pb2
+
+from gateway._generated import twinserve_torchserve_pb2 as ts_pb2
+from gateway.backends.base import Backend, map_grpc_error, map_http_error
+from gateway.errors import UpstreamError
+from gateway.metadata import ModelMetadata, TensorMeta
+from gateway.settings import TorchServeSettings
+from gateway.tensors import InferTensor
+
+log = logging.getLogger(__name__)
+
+# Our messages live in a private proto package; only the method path and field numbers go on the wire.
+SERVICE = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/"
+
+
+class TorchServeBackend(Backend):
+    """TorchServe with our handler (docs/contracts.md): raw float32 in, columnar JSON out."""
+
+    name = "torchserve"
+    settings: TorchServeSettings
+
+    def __init__(self, settings: TorchServeSettings) -> None:
+        super().__init__(settings)
+        self._token: str | None = None
+
+    async def start(self) -> None:
+        await super().start()
+        self._predict = self.grpc.unary_unary(
+            SERVICE + "Predictions",
+            request_serializer=ts_pb2.PredictionsRequest.SerializeToString,
+            response_deserializer=ts_pb2.PredictionResponse.FromString,
+        )
+        self._ping = self.grpc.unary_unary(
+            SERVICE + "Ping",
+            request_serializer=empty_pb2.Empty.SerializeToString,
+            response_deserializer=ts_pb2.TorchServeHealthResponse.FromString,
+        )
+
+    def token(self, reload: bool = False) -> str | None:
+        """The inference key from key_file.json, cached; `reload` re-reads it (keys expire)."""
+        path: Path | None = self.settings.key_file
+        if path is None:
+            return None
+        if reload or self._token is None:
+            try:
+                self._token = json.loads(path.read_text())["inference"]["key"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise UpstreamError(
+                    f"cannot read inference key from key file: {type(exc).__name__}", backend=self.name
+                ) from None
+        return self._token
+
+    def _version(self, version: str | None) -> str:
+        return self.settings.version_format.format(version=version) if version else ""
+
+    async def _infer(
+        self, model: str, version: str | None, inputs: list[InferTensor], timeout_s: float, request_id: str
+    ) -> list[InferTensor]:
+        raw = len(inputs) == 1 and inputs[0].datatype == "FP32"  # our handler's fast path: raw float32 bytes
+        if raw:
+            payload = np.ascontiguousarray(inputs[0].data, dtype="<f4").tobytes()
+        else:
+            payload = json.dumps({"inputs": {t.name: t.data.tolist() for t in inputs}}).encode()
+        for attempt in (0, 1):  # second attempt only after a 401 with a freshly read key
+            token = self.token(reload=attempt == 1)
+            if self.settings.protocol == "grpc":
+                status, body = await self._grpc_call(
+                    model, version, inputs[0].name if raw else "body", payload, token, timeout_s, request_id
+                )
+            else:
+                status, body = await self._rest_call(model, version, payload, raw, token, request_id)
+            if status != 401:
+                break
+            log.warning(
+                "torchserve answered 401; re-reading the key file", extra={"fields": {"model": model}}
+            )
+        if status != 200:
+            raise map_http_error(self.name, status, body.decode("utf-8", "replace"))
+        return _parse_outputs(json.loads(body))
+
+    async def _rest_call(
+        self, model: str, version: str | None, payload: bytes, raw: bool, token: str | None, request_id: str
+    ) -> tuple[int, bytes]:
+        url = f"{self.settings.rest_url}/predictions/{model}"
+        if version:
+            url += f"/{self._version(version)}"
+        headers = {"X-Request-ID": request_id}
+        headers["Content-Type"] = "application/octet-stream" if raw else "application/json"
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        async with self.http.post(url, data=payload, headers=headers) as resp:
+            return resp.status, await resp.read()
+
+    async def _grpc_call(
+        self,
+        model: str,
+        version: str | None,
+        key: str,
+        payload: bytes,
+        token: str | None,
+        timeout_s: float,
+        request_id: str,
+    ) -> tuple[int, bytes]:
+        request = ts_pb2.PredictionsRequest(
+            model_name=model, model_version=self._version(version), input={key: payload}
+        )
+        metadata = [("x-request-id", request_id)]
+        if token:
+            metadata.append(("authorization", f"Bearer {token}"))
+        try:
+            response = await self._predict(request, timeout=timeout_s, metadata=metadata)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+                return 401, b""
+            raise map_grpc_error(self.name, err) from None
+        return 200, response.prediction
+
+    async def metadata(
+        self, model: str, version: str | None, declared: ModelMetadata | None
+    ) -> ModelMetadata:
+        """TorchServe reports no signature: take the declared one and prove it with a batch-of-1 probe."""
+        if declared is None:
+            raise UpstreamError(
+                "TorchServe reports no signature; declare one in the route", backend=self.name
+            )
+        probe = [
+            InferTensor(
+                t.name,
+                t.datatype,
+                [1, *t.shape[1:]],
+                np.zeros([1, *t.shape[1:]], dtype=np.float32 if t.datatype == "FP32" else np.int64),
+            )
+            for t in declared.inputs
+        ]
+        outputs = await self.infer(
+            model, None, probe, timeout_s=self.settings.timeout_s * 4, request_id="probe"
+        )
+        got = tuple(TensorMeta(o.name, o.datatype, (-1, *o.shape[1:])) for o in outputs)
+        return ModelMetadata(model, declared.versions, "pytorch_torchserve", declared.inputs, got)
+
+    async def healthy(self, model: str) -> bool:
+        """`/ping` (REST) or `Ping` (gRPC), with the key; a 401 re-reads the key file once (model unused)."""
+        try:
+            for attempt in (0, 1):
+                token = self.token(reload=attempt == 1)
+                if self.settings.protocol == "grpc":
+                    md = [("authorization", f"Bearer {token}")] if token else []
+                    try:
+                        reply = await self._ping(
+                            empty_pb2.Empty(), timeout=self.settings.timeout_s, metadata=md
+                        )
+                    except grpc.aio.AioRpcError as err:
+                        if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+                            continue
+                        return False
+                    return "healthy" in reply.health.lower()
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                async with self.http.get(
+                    f"{self.settings.rest_url}/ping",
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
+                ) as resp:
+                    if resp.status == 401:
+                        continue
+                    return resp.status == 200
+        except Exception:  # a health check reports, it never raises
+            return False
+        return False
+
+
+def _parse_outputs(answer: Any) -> list[InferTensor]:
+    """Columnar `{"outputs": {name: batch}}` or row `{"predictions": [{name: ...}]}` -> tensors."""
+    if isinstance(answer, dict) and isinstance(answer.get("outputs"), dict):
+        columns = answer["outputs"]
+    elif isinstance(answer, dict) and isinstance(answer.get("predictions"), list):
+        rows = answer["predictions"]
+        columns = {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
+    else:
+        raise UpstreamError("unexpected answer: no 'outputs' or 'predictions'", backend="torchserve")
+    return [
+        InferTensor.from_numpy(name, np.asarray(values, dtype=np.float32)) for name, values in columns.items()
+    ]

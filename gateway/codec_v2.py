@@ -1,0 +1,104 @@
+"""v2 REST request/response bodies <-> core objects (JSON tensors and the binary tensor extension)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gateway.errors import InvalidArgument
+from gateway.tensors import InferTensor, decode_binary, decode_json, encode_binary, encode_json_data
+
+HEADER_LENGTH = "inference-header-content-length"
+
+
+def parse_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
+    """Split a request into its JSON header and the binary tail (empty without the extension)."""
+    view = memoryview(body)
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise InvalidArgument(
+                f"Inference-Header-Content-Length {header_length!r} does not fit a {len(body)}-byte body"
+            )
+        split = int(header_length)
+        head, tail = view[:split], view[split:]
+    else:
+        head, tail = view, memoryview(b"")
+    try:
+        payload = json.loads(bytes(head))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidArgument(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise InvalidArgument("request body must be a JSON object")
+    return payload, tail
+
+
+def decode_inputs(payload: dict[str, Any], tail: memoryview) -> list[InferTensor]:
+    """The `inputs` of a v2 request; inputs with `binary_data_size` consume the binary tail in order."""
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidArgument("'inputs' must be a non-empty list of tensors")
+    tensors, offset = [], 0
+    for item in inputs:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InvalidArgument("each input needs a 'name', 'shape', 'datatype' and 'data'")
+        name = item["name"]
+        for key in ("shape", "datatype"):
+            if key not in item:
+                raise InvalidArgument(f"input {name!r}: missing {key!r}")
+        params = item.get("parameters") or {}
+        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(tail):
+                raise InvalidArgument(
+                    f"input {name!r}: binary_data_size {size!r} exceeds the "
+                    f"{len(tail) - offset} binary bytes left"
+                )
+            tensors.append(decode_binary(name, item["datatype"], item["shape"], tail[offset : offset + size]))
+            offset += size
+        elif "data" in item:
+            tensors.append(decode_json(name, item["datatype"], item["shape"], item["data"]))
+        else:
+            raise InvalidArgument(f"input {name!r}: needs 'data' or parameters.binary_data_size")
+    if offset != len(tail):
+        raise InvalidArgument(f"{len(tail) - offset} binary bytes after the last binary input")
+    return tensors
+
+
+def requested_outputs(payload: dict[str, Any]) -> tuple[list[str] | None, set[str], bool]:
+    """(names requested or None for all, names wanted as binary, default binary flag)."""
+    params = payload.get("parameters") or {}
+    binary_default = bool(params.get("binary_data_output", False)) if isinstance(params, dict) else False
+    outputs = payload.get("outputs")
+    if outputs is None:
+        return None, set(), binary_default
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
+        raise InvalidArgument("'outputs' must be a list of {\"name\": ...} objects")
+    binary = {o["name"] for o in outputs if (o.get("parameters") or {}).get("binary_data", binary_default)}
+    return [o["name"] for o in outputs], binary, binary_default
+
+
+def encode_response(
+    head: dict[str, Any],
+    outputs: list[InferTensor],
+    binary: set[str],
+    binary_default: bool,
+    requested: list[str] | None,
+) -> tuple[bytes, int | None]:
+    """The response body and, when any output is binary, the JSON header length."""
+    entries, blobs = [], []
+    for tensor in outputs:
+        entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
+        as_binary = tensor.name in binary or (requested is None and binary_default)
+        if as_binary:
+            blob = encode_binary(tensor)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = encode_json_data(tensor)
+        entries.append(entry)
+    header = json.dumps({**head, "outputs": entries}).encode()
+    if not blobs:
+        return header, None
+    return header + b"".join(blobs), len(header)

@@ -1,0 +1,114 @@
+"""Every error the gateway can answer with, defined once; one mapping per protocol."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class GatewayError(Exception):
+    """Base error: carries the HTTP status and gRPC code it maps to, and a client-safe message."""
+
+    http_status = 500
+    grpc_code = grpc.StatusCode.INTERNAL
+    reason = "internal"
+
+    def __init__(self, message: str, *, backend: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.backend = backend
+
+
+class InvalidArgument(GatewayError):
+    """The client sent something malformed or inconsistent with the model metadata."""
+
+    http_status = 400
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "invalid_argument"
+
+
+class Unauthenticated(GatewayError):
+    """No API key was presented although the gateway requires one."""
+
+    http_status = 401
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "unauthenticated"
+
+
+class PermissionDenied(GatewayError):
+    """An API key was presented but it is not one of the accepted keys."""
+
+    http_status = 403
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "permission_denied"
+
+
+class NotFound(GatewayError):
+    """Unknown model, version or path."""
+
+    http_status = 404
+    grpc_code = grpc.StatusCode.NOT_FOUND
+    reason = "not_found"
+
+
+class PayloadTooLarge(GatewayError):
+    """The request body exceeds the configured limit."""
+
+    http_status = 413
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "payload_too_large"
+
+
+class Overloaded(GatewayError):
+    """The backend's in-flight limit and its short queue are full: come back after `retry_after_s`."""
+
+    http_status = 429
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "overloaded"
+
+    def __init__(self, message: str, *, backend: str | None = None, retry_after_s: float = 1.0) -> None:
+        super().__init__(message, backend=backend)
+        self.retry_after_s = retry_after_s
+
+
+class UpstreamError(GatewayError):
+    """The backend failed (connection refused, 5xx, broken answer): a candidate for failover."""
+
+    http_status = 502
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    reason = "upstream_error"
+
+
+class Unavailable(GatewayError):
+    """No backend can take the request now (model not ready, circuit open, draining)."""
+
+    http_status = 503
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    reason = "unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    """The route deadline or the backend's timeout passed before an answer arrived."""
+
+    http_status = 504
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "timeout"
+
+
+def http_status(exc: BaseException) -> int:
+    """The HTTP status for any exception: GatewayErrors carry theirs, anything else is a 500."""
+    return exc.http_status if isinstance(exc, GatewayError) else 500
+
+
+def grpc_code(exc: BaseException) -> grpc.StatusCode:
+    """The gRPC status code for any exception: GatewayErrors carry theirs, anything else is INTERNAL."""
+    return exc.grpc_code if isinstance(exc, GatewayError) else grpc.StatusCode.INTERNAL
+
+
+def client_message(exc: BaseException) -> str:
+    """The message safe to show a client: ours verbatim, never internals of unexpected exceptions."""
+    if isinstance(exc, GatewayError):
+        prefix = (
+            f"{exc.backend}: " if exc.backend and isinstance(exc, UpstreamError | UpstreamTimeout) else ""
+        )
+        return prefix + exc.message
+    return "internal gateway error"

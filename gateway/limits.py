@@ -1,0 +1,94 @@
+"""Traffic limits: bounded in-flight calls per backend with a short queue, and the body size limit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from gateway.errors import Overloaded, PayloadTooLarge
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+
+class InFlightLimiter:
+    """At most `max_in_flight` concurrent calls; `max_queue` may wait up to `queue_timeout_s`; others 429."""
+
+    def __init__(
+        self, backend: str, max_in_flight: int, max_queue: int, queue_timeout_s: float, retry_after_s: float
+    ) -> None:
+        self.backend = backend
+        self.max_in_flight = max_in_flight
+        self.max_queue = max_queue
+        self.queue_timeout_s = queue_timeout_s
+        self.retry_after_s = retry_after_s
+        self.in_flight = 0
+        self.waiting = 0
+        self._sem = asyncio.Semaphore(max_in_flight)
+
+    def _reject(self, why: str) -> Overloaded:
+        return Overloaded(f"{self.backend} {why}", backend=self.backend, retry_after_s=self.retry_after_s)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one in-flight slot for the body of the `async with`, or raise Overloaded."""
+        if self._sem.locked():
+            if self.waiting >= self.max_queue:
+                raise self._reject(f"is at its in-flight limit ({self.max_in_flight}) and queue is full")
+            self.waiting += 1
+            try:
+                await asyncio.wait_for(self._sem.acquire(), self.queue_timeout_s)
+            except TimeoutError:
+                raise self._reject(f"in-flight slot not free within {self.queue_timeout_s}s") from None
+            finally:
+                self.waiting -= 1
+        else:
+            await self._sem.acquire()
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self._sem.release()
+
+
+class BodySizeLimit:
+    """Pure ASGI middleware: 413 from Content-Length at once, or as soon as a streamed body passes it."""
+
+    def __init__(self, app: Any, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                await _send_413(send, self.max_body_bytes)
+                return
+        received = 0
+        limit = self.max_body_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message: Message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # the app's exception handler turns this into the same 413
+                    raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def _send_413(send: Any, limit: int) -> None:
+    body = json.dumps({"error": f"request body exceeds {limit} bytes"}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send(
+        {"type": "http.response.start", "status": 413, "headers": headers + [(b"connection", b"close")]}
+    )
+    await send({"type": "http.response.body", "body": body})

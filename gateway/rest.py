@@ -1,0 +1,177 @@
+"""REST adapter: v2 endpoints, TF Serving's `:predict` row format, /metrics. Translates and delegates only."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+
+from gateway.codec_v2 import HEADER_LENGTH, decode_inputs, encode_response, parse_body, requested_outputs
+from gateway.core import DataPlane, InferRequest, InferResult
+from gateway.errors import InvalidArgument
+from gateway.metadata import ModelMetadata
+from gateway.telemetry import request_id
+from gateway.tensors import InferTensor, decode_json
+
+router = APIRouter()
+JSON = "application/json"
+
+
+def _plane(request: Request) -> DataPlane:
+    return request.app.state.plane  # type: ignore[no-any-return]
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body).encode(), status_code=status, media_type=JSON)
+
+
+def _served_by(response: Response, result: InferResult, start: float) -> Response:
+    """Say who served it and how long each part took."""
+    total_ms = (time.perf_counter() - start) * 1000
+    response.headers["X-Backend"] = result.backend
+    response.headers["Server-Timing"] = (
+        f"gateway;dur={total_ms:.3f}, upstream;dur={result.upstream_s * 1000:.3f}"
+    )
+    return response
+
+
+def _core_request(
+    request: Request, model: str, version: str | None, inputs: list[InferTensor], outputs: list[str] | None
+) -> InferRequest:
+    plane = _plane(request)
+    sticky_header = plane.routes[model].sticky_header if model in plane.routes else None
+    return InferRequest(
+        model=model,
+        version=version,
+        inputs=inputs,
+        outputs=outputs,
+        request_id=request_id.get(),
+        pin=request.headers.get("x-backend") or None,
+        sticky=request.headers.get(sticky_header) if sticky_header else None,
+        protocol="rest",
+    )
+
+
+@router.get("/v2/health/live")
+async def live(request: Request) -> Response:
+    """200 while the process runs."""
+    return Response(status_code=200 if _plane(request).live() else 503)
+
+
+@router.get("/v2/health/ready")
+async def ready(request: Request) -> Response:
+    """200 when every routed model is ready, else 503."""
+    return Response(status_code=200 if _plane(request).ready() else 503)
+
+
+@router.get("/v2")
+async def server_metadata(request: Request) -> Response:
+    """Gateway name, version and extensions."""
+    return _json(_plane(request).server_metadata())
+
+
+@router.get("/v2/models/{model}")
+@router.get("/v2/models/{model}/versions/{version}")
+async def model_metadata(request: Request, model: str, version: str | None = None) -> Response:
+    """The agreed model metadata (404 unknown, 503 not ready)."""
+    return _json(metadata_json(_plane(request).model_metadata(model, version)))
+
+
+def metadata_json(meta: ModelMetadata) -> dict[str, Any]:
+    """v2 model metadata body."""
+
+    def tensors(items: Any) -> list[dict[str, Any]]:
+        return [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in items]
+
+    return {
+        "name": meta.name,
+        "versions": list(meta.versions),
+        "platform": meta.platform,
+        "inputs": tensors(meta.inputs),
+        "outputs": tensors(meta.outputs),
+    }
+
+
+@router.get("/v2/models/{model}/ready")
+@router.get("/v2/models/{model}/versions/{version}/ready")
+async def model_ready(request: Request, model: str, version: str | None = None) -> Response:
+    """200 ready, 503 not ready, 404 unknown."""
+    return Response(status_code=200 if _plane(request).model_ready(model, version) else 503)
+
+
+@router.post("/v2/models/{model}/infer")
+@router.post("/v2/models/{model}/versions/{version}/infer")
+async def infer(request: Request, model: str, version: str | None = None) -> Response:
+    """v2 inference with JSON tensors and the binary tensor extension."""
+    start = time.perf_counter()
+    payload, tail = parse_body(await request.body(), request.headers.get(HEADER_LENGTH))
+    inputs = decode_inputs(payload, tail)
+    requested, binary, binary_default = requested_outputs(payload)
+    result = await _plane(request).infer(_core_request(request, model, version, inputs, requested))
+    head: dict[str, Any] = {"model_name": result.model, "model_version": result.version}
+    if isinstance(payload.get("id"), str):
+        head["id"] = payload["id"]
+    body, header_length = encode_response(head, result.outputs, binary, binary_default, requested)
+    if header_length is None:
+        return _served_by(Response(body, media_type=JSON), result, start)
+    response = Response(body, media_type="application/octet-stream")
+    response.headers["Inference-Header-Content-Length"] = str(header_length)
+    return _served_by(response, result, start)
+
+
+@router.post("/v1/models/{model}:predict")
+@router.post("/v1/models/{model}/versions/{version}:predict")
+async def tf_predict(request: Request, model: str, version: str | None = None) -> Response:
+    """TF Serving's REST predict (`instances` rows or `inputs` columns) for curl users."""
+    start = time.perf_counter()
+    plane = _plane(request)
+    meta = plane.model_metadata(model, version)
+    payload, _ = parse_body(await request.body(), None)
+    spec = {t.name: t for t in meta.inputs}
+    if "instances" in payload:
+        rows, form = payload["instances"], "row"
+        columns = (
+            {n: [r[n] for r in rows] for n in spec}
+            if rows and isinstance(rows[0], dict)
+            else {next(iter(spec)): rows}
+        )
+    elif "inputs" in payload:
+        form = "columnar"
+        columns = (
+            payload["inputs"]
+            if isinstance(payload["inputs"], dict)
+            else {next(iter(spec)): payload["inputs"]}
+        )
+    else:
+        raise InvalidArgument("body needs 'instances' or 'inputs'")
+    inputs = []
+    for name, value in columns.items():
+        if name not in spec:
+            raise InvalidArgument(f"unknown input {name!r}; expected {sorted(spec)}")
+        try:
+            shape = list(np.shape(value))
+        except ValueError:
+            raise InvalidArgument(f"input {name!r} is not a rectangular array") from None
+        inputs.append(decode_json(name, spec[name].datatype, shape, value))
+    result = await plane.infer(_core_request(request, model, version, inputs, None))
+    outputs = {t.name: t.data.tolist() for t in result.outputs}
+    if form == "row":
+        names = list(outputs)
+        body = {
+            "predictions": [
+                dict(zip(names, values, strict=True))
+                for values in zip(*(outputs[n] for n in names), strict=True)
+            ]
+        }
+    else:
+        body = {"outputs": outputs}
+    return _served_by(Response(json.dumps(body).encode(), media_type=JSON), result, start)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition of this app's registry (all workers in multiprocess mode)."""
+    return Response(request.app.state.metrics.exposition(), media_type="text/plain; version=0.0.4")

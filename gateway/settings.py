@@ -1,0 +1,248 @@
+"""The gateway's one typed settings object: env prefix TWINSERVE_, nested with `__`, routes from YAML.
+
+Precedence (highest first): init kwargs, environment (`TWINSERVE_ROUTES__MODELS__DIGITS__POLICY=split`),
+the routes YAML file (`TWINSERVE_ROUTES_FILE`, default gateway/routes.yaml), field defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+BackendName = Literal["torchserve", "tfserving"]
+BACKENDS: tuple[BackendName, ...] = ("torchserve", "tfserving")
+DEFAULT_ROUTES_FILE = Path(__file__).with_name("routes.yaml")
+
+
+class _Section(BaseModel):
+    """Base of every section: an unknown key is an error, never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TensorSpec(_Section):
+    """One declared tensor of a model signature (-1 marks a variable dimension)."""
+
+    name: str
+    datatype: str = "FP32"
+    shape: list[int]
+
+
+class Signature(_Section):
+    """A model signature declared in the routes file; TorchServe cannot report one itself."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+class Route(_Section):
+    """How requests for one model are routed."""
+
+    policy: Literal["pin", "split", "shadow", "failover"] = "pin"
+    """Routing policy: pin to `backend`, split by `weights`, shadow to the other, or failover to it."""
+    backend: BackendName = "torchserve"
+    """Default backend for `pin`; primary for `shadow` and `failover`."""
+    weights: dict[BackendName, float] = Field(default_factory=lambda: {"torchserve": 0.5, "tfserving": 0.5})
+    """Traffic share per backend for `split` (normalised; need not sum to 1)."""
+    sticky_header: str | None = None
+    """For `split`: a header (gRPC metadata key) whose value is hashed so one key always hits one backend."""
+    timeout_s: float = Field(10.0, gt=0)
+    """Deadline for the whole request including a failover retry; past it the client gets 504."""
+    versions: list[str] = Field(default_factory=lambda: ["1"])
+    """Versions exposed on the v2 API; another version is a 404."""
+    signature: Signature | None = None
+    """Expected signature; TF Serving's is fetched and must agree, TorchServe's is verified by a probe."""
+
+
+class RoutesSettings(_Section):
+    """The models the gateway serves and their routing policies."""
+
+    models: dict[str, Route] = Field(default_factory=dict)
+    """Per-model route, keyed by model name (only these models are reachable)."""
+
+
+class BackendSettings(_Section):
+    """How to reach one serving stack."""
+
+    enabled: bool = True
+    """Whether the gateway uses this backend at all."""
+    protocol: Literal["rest", "grpc"] = "grpc"
+    """Which of the backend's native protocols the gateway speaks to it."""
+    rest_url: str = "http://127.0.0.1:8080"
+    """Base URL of the backend's REST inference API."""
+    grpc_target: str = "127.0.0.1:7070"
+    """host:port of the backend's gRPC inference API."""
+    timeout_s: float = Field(5.0, gt=0)
+    """Per-attempt timeout of one upstream call (the route deadline caps it)."""
+    max_in_flight: int = Field(64, ge=1)
+    """Concurrent upstream calls allowed to this backend."""
+    max_queue: int = Field(64, ge=0)
+    """Requests allowed to wait for an in-flight slot; beyond that they get 429 at once."""
+    queue_timeout_s: float = Field(0.5, ge=0)
+    """Longest wait for an in-flight slot before 429."""
+    pool_size: int = Field(100, ge=1)
+    """Connections in the pooled HTTP client (REST protocol)."""
+
+
+class TorchServeSettings(BackendSettings):
+    """TorchServe: token auth from its key file."""
+
+    key_file: Path | None = None
+    """TorchServe's key_file.json (inference key is sent as Bearer; re-read on 401). None: no auth."""
+    version_format: str = "{version}.0"
+    """How a v2 model version maps to a TorchServe archive version (`make export` writes '<v>.0')."""
+
+
+class TFServingSettings(BackendSettings):
+    """TF Serving: no auth; signature name for Predict and metadata."""
+
+    rest_url: str = "http://127.0.0.1:8501"
+    grpc_target: str = "127.0.0.1:8500"
+    signature_name: str = "serving_default"
+    """SignatureDef used for Predict and read for metadata."""
+
+
+class BackendsSettings(_Section):
+    """Both serving stacks."""
+
+    torchserve: TorchServeSettings = Field(default_factory=TorchServeSettings)
+    """TorchServe connection settings."""
+    tfserving: TFServingSettings = Field(default_factory=TFServingSettings)
+    """TF Serving connection settings."""
+
+
+class LimitsSettings(_Section):
+    """Protection for the gateway and the backends."""
+
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    """Largest request body accepted (413 before reading more)."""
+    retry_after_s: int = Field(1, ge=0)
+    """Retry-After sent with 429."""
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    """Accepted ingress API keys (Bearer); empty together with api_key_file means no auth."""
+    api_key_file: Path | None = None
+    """File with one accepted API key per line."""
+    breaker_failures: int = Field(5, ge=1)
+    """Consecutive failures that open a backend's circuit."""
+    breaker_cooldown_s: float = Field(5.0, gt=0)
+    """Time an open circuit waits before a half-open probe."""
+    health_interval_s: float = Field(2.0, gt=0)
+    """Period of active backend health checks."""
+    shadow_queue_size: int = Field(64, ge=1)
+    """Mirrored requests waiting for the shadow worker; more are dropped and counted."""
+    shadow_workers: int = Field(2, ge=1)
+    """Concurrent mirrored requests."""
+    shadow_tolerance: float = Field(1e-3, ge=0)
+    """Largest absolute output difference that still counts as a match."""
+
+
+class TelemetrySettings(_Section):
+    """Logs and metrics."""
+
+    log_level: str = "INFO"
+    """Root log level of the gateway loggers."""
+    log_json: bool = True
+    """Structured JSON log lines (else plain text)."""
+    metrics_multiproc_dir: Path | None = None
+    """Prometheus multiprocess directory; set by `python -m gateway` when running several workers."""
+
+
+class ServerSettings(_Section):
+    """Listening sockets and process model (used by `python -m gateway`)."""
+
+    host: str = "0.0.0.0"
+    """Interface for REST and gRPC."""
+    port: int = 8000
+    """REST port."""
+    grpc_port: int | None = 8001
+    """gRPC port (0: any free port; None: no gRPC server)."""
+    workers: int = Field(1, ge=1)
+    """Worker processes; each runs REST and gRPC (gRPC shares the port through SO_REUSEPORT)."""
+    graceful_timeout_s: float = Field(10.0, ge=0)
+    """On SIGTERM, time given to in-flight requests before they are cut."""
+
+
+class Settings(BaseSettings):
+    """All gateway settings."""
+
+    model_config = SettingsConfigDict(env_prefix="TWINSERVE_", env_nested_delimiter="__", extra="forbid")
+
+    routes_file: Path | None = DEFAULT_ROUTES_FILE
+    """YAML file with the `routes` section (None: routes only from env/kwargs)."""
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    """Sockets and processes."""
+    backends: BackendsSettings = Field(default_factory=BackendsSettings)
+    """Serving stacks."""
+    routes: RoutesSettings = Field(default_factory=RoutesSettings)
+    """Per-model routing."""
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    """Limits, breaker, shadow queue and ingress keys."""
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    """Logs and metrics."""
+
+    @field_validator("routes", mode="after")
+    @classmethod
+    def _known_models_only(cls, routes: RoutesSettings) -> RoutesSettings:
+        for name in routes.models:
+            if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+                raise ValueError(f"model name {name!r} must be letters, digits, '_', '-' or '.'")
+        return routes
+
+    @model_validator(mode="after")
+    def _routes_use_enabled_backends(self) -> Settings:
+        enabled = {b for b in BACKENDS if getattr(self.backends, b).enabled}
+        for name, route in self.routes.models.items():
+            if route.backend not in enabled:
+                raise ValueError(f"route {name!r} uses backend {route.backend!r}, which is disabled")
+            if route.policy in ("shadow", "failover") and len(enabled) < 2:
+                raise ValueError(f"route {name!r}: policy {route.policy!r} needs both backends enabled")
+        return self
+
+    def api_keys(self) -> list[str]:
+        """Accepted ingress keys from the setting and the key file (empty: auth off)."""
+        keys = [k.get_secret_value() for k in self.limits.api_keys]
+        if self.limits.api_key_file is not None:
+            lines = self.limits.api_key_file.read_text().splitlines()
+            keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        return keys
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init kwargs over env over the routes YAML file."""
+        return init_settings, env_settings, _RoutesFileSource(settings_cls, init_settings, env_settings)
+
+
+class _RoutesFileSource(PydanticBaseSettingsSource):
+    """Reads the `routes` section from the YAML file named by `routes_file` (kwarg, env, or default)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], *higher: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._higher = higher
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path: Any = DEFAULT_ROUTES_FILE
+        for source in self._higher:
+            values = source()
+            if "routes_file" in values:
+                path = values["routes_file"]
+                break
+        if path in (None, "", "none", "None"):
+            return {}
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict) or set(data) - {"models"}:
+            raise ValueError(f"{path}: expected a mapping with one key 'models'")
+        return {"routes": data}

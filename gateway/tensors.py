@@ -1,0 +1,170 @@
+"""InferTensor and its codecs: v2 JSON (nested or flat `data`) and the binary tensor extension."""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gateway.errors import InvalidArgument
+
+# v2 datatype name -> numpy dtype; BYTES is an object array of bytes (length-prefixed on the binary wire).
+V2_TO_NUMPY: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+NUMPY_TO_V2: dict[np.dtype[Any], str] = {v: k for k, v in V2_TO_NUMPY.items()}
+
+
+@dataclass
+class InferTensor:
+    """One named tensor: v2 datatype name, shape, and the data as a numpy array of that shape."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: np.ndarray
+
+    @classmethod
+    def from_numpy(cls, name: str, array: np.ndarray) -> InferTensor:
+        """Wrap an array, deriving datatype (little-endian native types only) and shape."""
+        dtype = np.dtype(object) if array.dtype.kind in "SUO" else array.dtype.newbyteorder("=")
+        if dtype not in NUMPY_TO_V2:
+            raise InvalidArgument(f"tensor {name!r}: unsupported numpy dtype {array.dtype}")
+        return cls(name, NUMPY_TO_V2[dtype], [int(d) for d in array.shape], array)
+
+
+def numpy_dtype(name: str, datatype: str) -> np.dtype[Any]:
+    """The numpy dtype of a v2 datatype, or a 400 naming the tensor."""
+    try:
+        return V2_TO_NUMPY[datatype]
+    except KeyError:
+        raise InvalidArgument(
+            f"tensor {name!r}: unknown datatype {datatype!r}; expected one of {', '.join(V2_TO_NUMPY)}"
+        ) from None
+
+
+def check_shape(name: str, shape: Any) -> list[int]:
+    """A validated shape: a list of non-negative ints."""
+    if not isinstance(shape, list | tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise InvalidArgument(
+            f"tensor {name!r}: shape must be a list of non-negative integers, got {shape!r}"
+        )
+    return [int(d) for d in shape]
+
+
+def _flatten(data: Any) -> list[Any]:
+    """Flatten nested lists iteratively (v2 allows nested or flat `data`)."""
+    if not isinstance(data, list):
+        return [data]
+    if not data or not isinstance(data[0], list):
+        return data
+    out: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+    return out
+
+
+def decode_json(name: str, datatype: str, shape: Any, data: Any) -> InferTensor:
+    """Build a tensor from v2 JSON fields, checking that the element count matches the shape."""
+    dims = check_shape(name, shape)
+    dtype = numpy_dtype(name, datatype)
+    flat = _flatten(data)
+    expected = math.prod(dims)
+    if len(flat) != expected:
+        raise InvalidArgument(
+            f"tensor {name!r}: shape {dims} needs {expected} elements, data has {len(flat)}"
+        )
+    try:
+        if datatype == "BYTES":
+            items = [x.encode() if isinstance(x, str) else bytes(x) for x in flat]
+            array = np.empty(expected, dtype=object)
+            array[:] = items
+        elif datatype == "BOOL":
+            if not set(map(type, flat)) <= {bool}:
+                raise ValueError("BOOL data must be true/false")
+            array = np.asarray(flat, dtype=dtype)
+        else:
+            if not set(map(type, flat)) <= {int, float}:  # set of types: one C-speed pass, rejects bool/str
+                raise ValueError(f"{datatype} data must be numbers")
+            array = np.asarray(flat, dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidArgument(f"tensor {name!r}: data does not fit datatype {datatype}: {exc}") from None
+    return InferTensor(name, datatype, dims, array.reshape(dims))
+
+
+def encode_json_data(tensor: InferTensor) -> list[Any]:
+    """The flat `data` list of a tensor for a v2 JSON response (BYTES as UTF-8 strings)."""
+    flat = tensor.data.reshape(-1)
+    if tensor.datatype == "BYTES":
+        return [b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b) for b in flat]
+    return flat.tolist()
+
+
+def decode_binary(name: str, datatype: str, shape: Any, raw: bytes | memoryview) -> InferTensor:
+    """Build a tensor from binary-extension bytes (little-endian; BYTES as 4-byte length + bytes)."""
+    dims = check_shape(name, shape)
+    dtype = numpy_dtype(name, datatype)
+    count = math.prod(dims)
+    if datatype == "BYTES":
+        items = _split_bytes(name, bytes(raw))
+        if len(items) != count:
+            raise InvalidArgument(f"tensor {name!r}: shape {dims} needs {count} elements, got {len(items)}")
+        array = np.empty(count, dtype=object)
+        array[:] = items
+        return InferTensor(name, datatype, dims, array.reshape(dims))
+    expected = count * dtype.itemsize
+    if len(raw) != expected:
+        raise InvalidArgument(
+            f"tensor {name!r}: {datatype} shape {dims} needs {expected} bytes, binary data has {len(raw)}"
+        )
+    array = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
+    return InferTensor(name, datatype, dims, array.reshape(dims))
+
+
+def encode_binary(tensor: InferTensor) -> bytes:
+    """The binary-extension bytes of a tensor."""
+    if tensor.datatype == "BYTES":
+        parts = []
+        for item in tensor.data.reshape(-1):
+            b = item if isinstance(item, bytes) else str(item).encode()
+            parts.append(struct.pack("<I", len(b)) + b)
+        return b"".join(parts)
+    dtype = V2_TO_NUMPY[tensor.datatype].newbyteorder("<")
+    return np.ascontiguousarray(tensor.data, dtype=dtype).tobytes()
+
+
+def _split_bytes(name: str, raw: bytes) -> list[bytes]:
+    """Split a length-prefixed BYTES buffer."""
+    items, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidArgument(f"tensor {name!r}: truncated BYTES length prefix")
+        (size,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + size > len(raw):
+            raise InvalidArgument(f"tensor {name!r}: BYTES element overruns the buffer")
+        items.append(raw[offset : offset + size])
+        offset += size
+    return items

@@ -1,0 +1,1 @@
+"""Load tests: open-loop schedules, HdrHistogram recording, validity rules, Locust users, report."""

@@ -1,0 +1,82 @@
+"""The two ways to drive a target: open loop (on a schedule) and closed loop (fixed concurrency).
+
+Both take `send`, a callable performing one request and returning its outcome ('ok', 'errors' or 'wrong').
+They need gevent-friendly I/O inside `send` (geventhttpclient, grpc after `init_gevent`), not monkey-patching.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import gevent
+from gevent.pool import Group
+
+from loadtest.recorder import Recorder
+from loadtest.schedule import pace
+
+Send = Callable[[], str]
+
+
+def _attempt(send: Send) -> str:
+    try:
+        return send()
+    except Exception:
+        return "errors"
+
+
+def run_open_loop(
+    send: Send,
+    offsets: Iterable[float],
+    rec: Recorder,
+    start: float | None = None,
+    max_in_flight: int = 2000,
+    drain_s: float = 10.0,
+) -> None:
+    """Send at `start + offset` for each offset, each in its own greenlet so a slow answer never delays
+    the next send; latency is recorded from the scheduled time and from the actual send.
+
+    Past `max_in_flight` outstanding requests a send is dropped and counted (the point becomes INVALID);
+    requests still outstanding `drain_s` after the last send are killed and counted as errors.
+    """
+    group = Group()
+
+    def one(scheduled: float) -> None:
+        sent = time.perf_counter()
+        outcome = _attempt(send)
+        rec.record(scheduled, sent, time.perf_counter(), outcome)
+
+    t0 = time.perf_counter() if start is None else start
+    for tick in pace(iter(offsets), t0, gevent.sleep):
+        if len(group) >= max_in_flight:
+            rec.count("dropped")
+            continue
+        group.spawn(one, tick.scheduled)
+    if not group.join(timeout=drain_s):
+        stuck = len(group)
+        group.kill(block=True, timeout=1.0)
+        rec.count("errors", stuck)
+
+
+def run_closed_loop(
+    send: Send, concurrency: int, duration_s: float, rec: Recorder, max_requests: int = 1_000_000
+) -> None:
+    """perf_analyzer-style: `concurrency` workers each send the next request when the last one returns.
+
+    Latency here runs from the actual send only (scheduled = sent), which is exactly what hides stalls.
+    """
+    deadline = time.perf_counter() + duration_s
+    budget = [max_requests]
+
+    def worker() -> None:
+        while time.perf_counter() < deadline and budget[0] > 0:
+            budget[0] -= 1
+            sent = time.perf_counter()
+            outcome = _attempt(send)
+            rec.record(sent, sent, time.perf_counter(), outcome)
+
+    group = Group()
+    for _ in range(concurrency):
+        group.spawn(worker)
+    group.join(timeout=duration_s + 30.0)
+    group.kill(block=True, timeout=1.0)

@@ -1,0 +1,30 @@
+"""Locust entry point: `locust -f loadtest/locustfile.py RestUser|GrpcUser --lt-target ... --headless`.
+
+One user per process drives one point (see loadtest/users/). `python -m loadtest.run` builds these command
+lines for every point of a sweep; running Locust by hand works the same way, e.g.
+  locust -f loadtest/locustfile.py RestUser --headless -u 2 -r 2 --processes 2 -H http://127.0.0.1:8080 \\
+      --lt-target torchserve-rest-direct:digits --lt-rate 100 --lt-out results/manual/point.json
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from locust import events
+
+from loadtest.users.base import add_options
+from loadtest.users.coordination import Coordinator
+from loadtest.users.grpc_user import GrpcUser
+from loadtest.users.rest import RestUser
+
+__all__ = ["GrpcUser", "RestUser"]
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    add_options(parser)
+
+
+@events.init.add_listener
+def _init(environment: Any, **_: Any) -> None:
+    environment.twinserve = Coordinator(environment)

@@ -1,0 +1,164 @@
+"""The report's figures as inline SVG: latency vs throughput, spectrum, SLO bars, decomposition, Pareto."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadtest.report import analysis as an
+from loadtest.report.svg import Mark, Series, bars, chart
+
+COLORS = {
+    ("torchserve", "grpc"): "#c2410c",
+    ("torchserve", "rest"): "#f59e0b",
+    ("tfserving", "grpc"): "#1d4ed8",
+    ("tfserving", "rest"): "#38bdf8",
+}
+PARTS = (
+    ("floor", "floor_ms", "#6b7280"),
+    ("compute", "compute_ms", "#10b981"),
+    ("queue", "queue_ms", "#f59e0b"),
+    ("upstream", "upstream_ms", "#8b5cf6"),
+    ("gateway", "gateway_ms", "#ef4444"),
+)
+SPECTRUM_TICKS = [(1.0, "0%"), (2.0, "50%"), (10.0, "90%"), (100.0, "99%"), (1e3, "99.9%"), (1e4, "99.99%")]
+
+
+def _series_for(points: list[dict[str, Any]], stand_in: bool) -> dict[str, Series]:
+    out: dict[str, Series] = {}
+    for pt in points:
+        t = pt["target"]
+        if t["id"] not in out:
+            out[t["id"]] = Series(
+                an.target_label(t, stand_in),
+                COLORS[(t["framework"], t["protocol"])],
+                dashed=t["path"] == "gateway",
+            )
+    return out
+
+
+def latency_vs_throughput(summary: dict[str, Any], model: str) -> str:
+    """p99 (from schedule) vs achieved throughput per target, log y, SLO line; INVALID points crossed."""
+    pts = [p for p in summary["points"] if p["target"]["model"] == model and an.p99(p) is not None]
+    series = _series_for(pts, summary["run"]["tfserving_stand_in"])
+    for p in pts:
+        tip = f"offered {p['load'].get('rate_rps')} req/s, achieved {p['achieved_rps']:g}, p99 {an.p99(p)} ms"
+        tip += "" if p["valid"] else " INVALID: " + "; ".join(p["reasons"])
+        series[p["target"]["id"]].marks.append(Mark(p["achieved_rps"], an.p99(p) or 0.0, p["valid"], tip))
+    slo = summary["run"]["slo_p99_ms"]
+    return chart(
+        list(series.values()),
+        x_label="achieved throughput (req/s)",
+        y_label="p99 from schedule (ms)",
+        y_log=True,
+        hlines=[(slo, f"SLO {slo:g} ms")],
+    )
+
+
+def spectrum(summary: dict[str, Any], model: str) -> str:
+    """Percentile spectrum of each target at its best VALID load under the SLO (log-log)."""
+    best = an.best_under_slo(
+        [p for p in summary["points"] if p["target"]["model"] == model], summary["run"]["slo_p99_ms"]
+    )
+    chosen = [p for p in best.values() if p is not None]
+    if not chosen:
+        return "<p class='muted'>No VALID point under the SLO: no spectrum (logs of every point: hlog/).</p>"
+    series = _series_for(chosen, summary["run"]["tfserving_stand_in"])
+    for p in chosen:
+        s = series[p["target"]["id"]]
+        s.name += f" @ {p['achieved_rps']:,.0f}/s"
+        s.markers = False
+        s.marks = [
+            Mark(1.0 / max(1e-5, 1.0 - pct / 100.0), ms, True, f"p{pct:g}: {ms} ms")
+            for pct, ms in p["spectrum_ms"]
+        ]
+    return chart(
+        list(series.values()),
+        x_label="percentile (log scale of 1/(1-p))",
+        y_label="latency (ms)",
+        x_log=True,
+        y_log=True,
+        x_range=(1.0, 2e4),
+        x_ticks=SPECTRUM_TICKS,
+    )
+
+
+def slo_bars(summary: dict[str, Any]) -> str:
+    """Max throughput under the SLO per target, VALID points only."""
+    stand_in = summary["run"]["tfserving_stand_in"]
+    rows = []
+    for tid, pt in sorted(an.best_under_slo(summary["points"], summary["run"]["slo_p99_ms"]).items()):
+        t = next(p["target"] for p in summary["points"] if p["target"]["id"] == tid)
+        color = COLORS[(t["framework"], t["protocol"])]
+        label = f"{an.target_label(t, stand_in)} · {t['model']}"
+        if pt is None:
+            rows.append((label, [("none", 0.0, color)], "no VALID point under SLO"))
+        else:
+            rows.append(
+                (
+                    label,
+                    [("req/s", pt["achieved_rps"], color)],
+                    f"{pt['achieved_rps']:,.0f}/s · p99 {an.p99(pt) or 0:.1f} ms",
+                )
+            )
+    return bars(rows, unit="req/s")
+
+
+def decomposition(summary: dict[str, Any]) -> str:
+    """Stacked p50 parts per target: floor, compute, queue, upstream, gateway, unattributed."""
+    rows = []
+    for d in summary.get("decomposition", []):
+        parts = [(name, d[key], color) for name, key, color in PARTS if d.get(key) is not None]
+        rest = d["total_ms"] - sum(v for _, v, _ in parts)
+        if rest > 0:
+            parts.append(("unattributed", rest, "#d1d5db"))
+        rows.append((d["target"], parts, f"{d['total_ms']:.2f} ms"))
+    legend = (
+        " ".join(f"<span style='color:{c}'>■</span> {n}" for n, _, c in PARTS)
+        + " <span style='color:#d1d5db'>■</span> unattributed"
+    )
+    return (
+        bars(rows, unit="ms") + f"<div class='muted'>{legend}</div>"
+        if rows
+        else "<p class='muted'>not measured</p>"
+    )
+
+
+def batching(summary: dict[str, Any]) -> str:
+    """Batching configurations as throughput vs p99, with each framework's Pareto front."""
+    series = []
+    for fw in ("torchserve", "tfserving"):
+        pts = [b for b in summary.get("batching", []) if b["framework"] == fw]
+        if not pts:
+            continue
+        name = an.NAMES[fw] + (
+            " (stand-in)" if fw == "tfserving" and summary["run"]["tfserving_stand_in"] else ""
+        )
+        color = COLORS[(fw, "grpc")]
+        tip = "batch ≤ {max_batch_size}, timeout {batch_timeout_us} µs: {throughput_rps}/s, p99 {p99_ms} ms"
+        series.append(
+            Series(
+                name + " configs",
+                color,
+                [
+                    Mark(
+                        b["throughput_rps"],
+                        b["p99_ms"],
+                        b["valid"],
+                        tip.format(**b) + ("" if b["valid"] else " INVALID: " + "; ".join(b["reasons"])),
+                    )
+                    for b in pts
+                ],
+                line=False,
+            )
+        )
+        series.append(
+            Series(
+                name + " Pareto front",
+                color,
+                [Mark(b["throughput_rps"], b["p99_ms"], True, tip.format(**b)) for b in an.pareto(pts)],
+                dashed=True,
+            )
+        )
+    if not series:
+        return "<p class='muted'>not measured</p>"
+    return chart(series, x_label="throughput (req/s)", y_label="p99 (ms)")

@@ -1,0 +1,130 @@
+"""report.html: one self-contained page (inline CSS and SVG, no scripts, no network) readable at a glance."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from loadtest.report import analysis as an
+from loadtest.report import figures as fig
+
+CSS = """body{font:14px/1.45 system-ui,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1320px;
+color:#111827;padding:0 16px}h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;
+border-bottom:1px solid #e5e7eb;padding-bottom:4px}.verdict{font-size:18px;font-weight:600;background:#f0fdf4;
+border-left:5px solid #16a34a;padding:10px 14px;margin:12px 0}
+.warn{background:#fffbeb;border-left:5px solid #d97706;padding:8px 14px;margin:8px 0}
+.bad{background:#fef2f2;border-left:5px solid #dc2626;padding:8px 14px;margin:8px 0}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(640px,1fr));gap:18px}figure{margin:0}
+figcaption{font-size:12px;color:#4b5563;margin-top:2px}table{border-collapse:collapse;font-size:13px}
+td,th{border-bottom:1px solid #e5e7eb;padding:4px 10px;text-align:right}th{background:#f9fafb}
+td:first-child,th:first-child{text-align:left}.inv{color:#b91c1c;font-weight:600}.ok{color:#15803d;font-weight:600}
+.muted{color:#6b7280;font-size:12px}
+table.points td:last-child,table.points th:last-child{text-align:left;max-width:560px}"""
+
+
+def _table(rows: list[list[str]], head: list[str], cls: str = "") -> str:
+    th = "".join(f"<th>{escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table class='{cls}'><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _n(v: float | None, spec: str = ".2f") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def render_html(summary: dict[str, Any]) -> str:
+    """The whole report as one HTML string."""
+    run, slo = summary["run"], summary["run"]["slo_p99_ms"]
+    models = sorted({p["target"]["model"] for p in summary["points"]})
+    invalid = [p for p in summary["points"] if not p["valid"]]
+    hl = an.headline(summary)
+    out = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>twinserve report {escape(run['id'])}"
+        f"</title><style>{CSS}</style></head><body>",
+        f"<h1>twinserve: TorchServe vs TF Serving</h1><div class='muted'>run {escape(run['id'])} · "
+        f"{escape(run['started_at'])} · mode {escape(run['mode'])} · "
+        f"schema {escape(summary['schema_version'])}</div>",
+        f"<div class='{'verdict' if hl else 'bad verdict'}'>{escape(an.verdict(summary))}</div>",
+    ]
+    if run["tfserving_stand_in"]:
+        out.append(
+            "<div class='warn'><b>Stand-in:</b> the TF Serving numbers come from the native stand-in, "
+            "not the real tensorflow/serving binary; they show the harness and the TF model, "
+            "not TF Serving itself.</div>"
+        )
+    for note in run.get("notes", []):
+        out.append(f"<div class='bad'>{escape(note)}</div>")
+    out.append(f"<h2>Headline: max throughput with p99 ≤ {slo:g} ms (VALID points only)</h2>")
+    out.append(
+        _table(
+            [
+                [
+                    escape(r["label"]),
+                    escape(r["target"]["model"]),
+                    f"{r['rps']:,.0f}",
+                    _n(r["p50"]),
+                    _n(r["p99"]),
+                    _n(r["p99_9"]),
+                    f"{r['error_rate']:.2%}",
+                    "–" if r["overhead"] is None else f"{r['overhead']:g}×",
+                ]
+                for r in hl
+            ],
+            ["target", "model", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "overhead vs floor"],
+        )
+        if hl
+        else "<p class='bad'>No VALID point meets the SLO.</p>"
+    )
+    out.append(
+        f"<p class='muted'>Latency counts from the scheduled send (open loop, coordinated-omission free). "
+        f"{len(invalid)} of {len(summary['points'])} points are INVALID and excluded from every number above."
+        "</p>"
+    )
+    for model in models:
+        out.append(f"<h2>Model {escape(model)}</h2><div class='grid'>")
+        out.append(
+            f"<figure>{fig.latency_vs_throughput(summary, model)}<figcaption>p99 vs throughput; ✕ = INVALID "
+            "(hover for the reason); dashed = through the gateway.</figcaption></figure>"
+        )
+        out.append(
+            f"<figure>{fig.spectrum(summary, model)}<figcaption>Percentile spectrum of each target "
+            "at its best VALID load under the SLO.</figcaption></figure></div>"
+        )
+    out.append(
+        "<div class='grid'><div><h2>Max throughput under the SLO</h2>" + fig.slo_bars(summary) + "</div>"
+    )
+    out.append("<div><h2>Where the time goes (p50)</h2>" + fig.decomposition(summary) + "</div></div>")
+    out.append("<h2>Server batching: throughput vs p99, Pareto front</h2>" + fig.batching(summary))
+    out.append(
+        "<h2>All points</h2>"
+        + _table(
+            [
+                [
+                    escape(an.target_label(p["target"], run["tfserving_stand_in"]))
+                    + " · "
+                    + escape(p["target"]["model"]),
+                    escape(str(p["load"].get("rate_rps") or f"c={p['load'].get('concurrency')}")),
+                    f"{p['achieved_rps']:,.1f}",
+                    _n(p["latency_ms"]["from_schedule"]["p50"]),
+                    _n(an.p99(p)),
+                    f"{p['error_rate']:.2%}",
+                    f"{p['late_fraction']:.2%}",
+                    _n(p["generator"]["cpu_pct"], ".0f"),
+                    "<span class='ok'>VALID</span>"
+                    if p["valid"]
+                    else "<span class='inv'>INVALID</span> " + escape("; ".join(p["reasons"])),
+                ]
+                for p in summary["points"]
+            ],
+            ["target", "offered", "req/s", "p50 ms", "p99 ms", "errors", "late", "gen CPU %", "validity"],
+            "points",
+        )
+    )
+    crit = ", ".join(f"{k}={v}" for k, v in run["criteria"].items())
+    host = ", ".join(f"{k}={v}" for k, v in run["host"].items())
+    out.append(
+        f"<p class='muted'>Criteria: {escape(crit)}<br>Host: {escape(host)}<br>Command: "
+        f"<code>{escape(run['command'])}</code></p></body></html>"
+    )
+    return "".join(out)

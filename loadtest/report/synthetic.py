@@ -1,0 +1,168 @@
+"""A deterministic synthetic summary: develops and tests the report without servers. Never a result."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from loadtest.recorder import new_histogram
+from loadtest.report.schema import SCHEMA_VERSION
+from loadtest.stats import latency_summary, spectrum
+from loadtest.validity import QUICK
+
+# (framework, protocol) -> (service ms at low load, capacity req/s); gateway adds ~0.6 ms and 15 % capacity.
+_PROFILE = {
+    ("torchserve", "rest"): (4.0, 420.0),
+    ("torchserve", "grpc"): (3.2, 520.0),
+    ("tfserving", "rest"): (3.0, 600.0),
+    ("tfserving", "grpc"): (2.2, 760.0),
+}
+RATES = (50.0, 100.0, 200.0, 300.0, 400.0, 550.0, 700.0)
+
+
+def _hist(rng: random.Random, base_ms: float, rho: float, n: int = 1500) -> Any:
+    h = new_histogram()
+    for _ in range(n):
+        # queueing stretch 1/(1-rho) on a lognormal service time: enough to look like a real curve
+        ms = base_ms * rng.lognormvariate(0.0, 0.25) / max(0.03, 1.0 - rho) ** 0.8
+        h.record_value(max(1, int(ms * 1000)))
+    return h
+
+
+def _point(rng: random.Random, fw: str, proto: str, path: str, rate: float) -> dict[str, Any]:
+    base, cap = _PROFILE[(fw, proto)]
+    if path == "gateway":
+        base, cap = base + 0.6, cap * 0.85
+    rho = min(rate / cap, 0.995)
+    h = _hist(rng, base, rho)
+    lat = latency_summary(h)
+    reasons = []
+    if rate > cap:
+        reasons.append(f"errors: {min(40.0, (rate - cap) / rate * 100):.1f}% of requests failed (limit 1%)")
+    elif rho > 0.85:
+        reasons.append("unstable p99: last 3 windows vary 23% > 10%")
+    if fw == "tfserving" and proto == "rest" and path == "direct" and rate == 700.0:
+        reasons.append("generator late: 3.2% of sends > 1 ms behind schedule (limit 1%)")
+    achieved = min(rate, cap) * (0.999 if not reasons else 0.93)
+    measured = 15.0
+    ok = int(achieved * measured)
+    errors = int(ok * 0.2) if rate > cap else 0
+    counts = {
+        "sent": ok + errors,
+        "ok": ok,
+        "errors": errors,
+        "wrong": 0,
+        "checked": ok,
+        "late": 0,
+        "warmup": int(rate * 3),
+        "dropped": 0,
+        "overflow": 0,
+    }
+    return {
+        "target": {
+            "id": f"{fw}-{proto}-{path}:digits",
+            "framework": fw,
+            "protocol": proto,
+            "path": path,
+            "model": "digits",
+        },
+        "load": {"mode": "open", "schedule": "poisson", "rate_rps": rate, "batch": 1, "seed": 1},
+        "measured_s": measured,
+        "achieved_rps": round(achieved, 2),
+        "counts": counts,
+        "error_rate": round(errors / max(1, ok + errors), 4),
+        "late_fraction": 0.0,
+        "latency_ms": {
+            "from_schedule": lat,
+            "from_send": latency_summary(_hist(rng, base * 0.95, rho * 0.9)),
+        },
+        "spectrum_ms": spectrum(h),
+        "windows": [
+            {
+                "index": i,
+                "start_s": 5.0 * i,
+                "throughput_rps": achieved,
+                "p99_ms": lat["p99"],
+                "counts": {"ok": ok // 3},
+            }
+            for i in range(3)
+        ],
+        "generator": {"cpu_pct": 20.0 + rate / 20.0, "late_sends": 0, "late_fraction": 0.0, "processes": []},
+        "valid": not reasons,
+        "reasons": reasons,
+        "hlogs": [],
+    }
+
+
+def synthetic_summary(stand_in: bool = True, seed: int = 1) -> dict[str, Any]:
+    """A plausible summary.json: 8 digits targets, INVALID points, floor, decomposition, batching."""
+    rng = random.Random(seed)
+    points = [
+        _point(rng, fw, proto, path, rate)
+        for (fw, proto) in _PROFILE
+        for path in ("direct", "gateway")
+        for rate in RATES
+    ]
+    floor = [
+        {
+            "framework": fw,
+            "model": "digits",
+            "batch": b,
+            "engine": eng,
+            "latency_ms": latency_summary(_hist(rng, base * b**0.5, 0.0)),
+        }
+        for fw, eng, base in (("torchserve", "torch 2.13.0", 0.12), ("tfserving", "tensorflow 2.20.0", 0.35))
+        for b in (1, 8, 32)
+    ]
+    decomposition = []
+    for (fw, proto), (base, _) in _PROFILE.items():
+        for path in ("direct", "gateway"):
+            fl = 0.12 if fw == "torchserve" else 0.35
+            gw = 0.6 if path == "gateway" else None
+            decomposition.append(
+                {
+                    "target": f"{fw}-{proto}-{path}:digits",
+                    "total_ms": base + (gw or 0.0),
+                    "gateway_ms": gw,
+                    "upstream_ms": 0.4 if gw else None,
+                    "queue_ms": base * 0.3,
+                    "compute_ms": base * 0.3,
+                    "floor_ms": fl,
+                }
+            )
+    batching = []
+    for fw, cap in (("torchserve", 500.0), ("tfserving", 700.0)):
+        for mbs, timeout in ((1, 0), (4, 1000), (8, 2000), (16, 5000), (32, 10000), (8, 500)):
+            tput = cap * mbs**0.45 * rng.uniform(0.9, 1.05)
+            p99 = 3.0 + timeout / 1000.0 * 1.4 + mbs * 0.2 + rng.uniform(0, 1)
+            bad = mbs == 32 and fw == "tfserving"
+            batching.append(
+                {
+                    "framework": fw,
+                    "model": "digits",
+                    "max_batch_size": mbs,
+                    "batch_timeout_us": timeout,
+                    "throughput_rps": round(tput, 1),
+                    "p99_ms": round(p99, 2),
+                    "valid": not bad,
+                    "reasons": ["unstable throughput: last 3 windows vary 14% > 10%"] if bad else [],
+                }
+            )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": {
+            "id": "synthetic",
+            "started_at": "2026-01-01T00:00:00+00:00",
+            "mode": "synthetic",
+            "command": "python -m loadtest.report --synthetic",
+            "host": {"cpus": 2, "platform": "synthetic"},
+            "criteria": QUICK.as_dict(),
+            "slo_p99_ms": 25.0,
+            "tfserving_stand_in": stand_in,
+            "notes": ["SYNTHETIC DATA: generated to develop the report, not measured."],
+        },
+        "points": points,
+        "floor": floor,
+        "decomposition": decomposition,
+        "batching": batching,
+    }

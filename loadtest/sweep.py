@@ -1,0 +1,116 @@
+"""One point of a sweep: the Locust command line, the subprocess, its CPU, the merged result -> a point."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+
+from loadtest.generator import GeneratorMonitor
+from loadtest.point import build_point
+from loadtest.recorder import Recorder
+from loadtest.stats import write_hlogs
+from loadtest.targets import Target
+from loadtest.validity import Criteria
+
+console = Console(stderr=True)
+
+
+def locust_command(
+    t: Target, load: dict[str, Any], c: Criteria, out: Path, args: argparse.Namespace
+) -> list[str]:
+    """The Locust command line of one point (one user per process; -t is only a safety cap)."""
+    user = "GrpcUser" if t.protocol == "grpc" else "RestUser"
+    n = str(args.processes)
+    options = {
+        "-t": f"{int(c.warmup_s + c.min_duration_s + args.timeout + 30)}s",
+        "-H": t.address
+        if t.protocol == "rest"
+        else "http://grpc",  # Locust wants a URL; gRPC users ignore it
+        "--lt-target": t.spec,
+        "--lt-mode": load["mode"],
+        "--lt-warmup": c.warmup_s,
+        "--lt-duration": c.min_duration_s,
+        "--lt-window": c.window_s,
+        "--lt-batch": load["batch"],
+        "--lt-timeout": args.timeout,
+        "--lt-artifacts": args.artifacts,
+        "--lt-run-dir": args.run_dir,
+        "--lt-out": out,
+    }
+    if load["mode"] == "open":
+        options |= {
+            "--lt-rate": load["rate_rps"],
+            "--lt-schedule": load["schedule"],
+            "--lt-seed": load["seed"],
+        }
+    else:
+        options["--lt-concurrency"] = load["concurrency"]
+    if args.processes > 1:
+        options["--processes"] = n
+    cmd = [sys.executable, "-m", "locust", "-f", str(Path(__file__).with_name("locustfile.py")), user]
+    cmd += ["--headless", "--only-summary", "--skip-log-setup", "-u", n, "-r", n, "--stop-timeout", "5"]
+    return cmd + [str(x) for kv in options.items() for x in kv]
+
+
+def reachable(t: Target, timeout_s: float = 1.0) -> bool:
+    """Whether something accepts TCP connections at the target's port (loopback by default)."""
+    try:
+        with socket.create_connection((t.host, t.port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def run_point(
+    t: Target, load: dict[str, Any], c: Criteria, run_dir: Path, args: argparse.Namespace, progress: Progress
+) -> dict[str, Any] | None:
+    """Run one point in a Locust subprocess, sampling its CPU; returns the summary.json entry."""
+    name = f"{t.id.replace(':', '-')}-{load.get('rate_rps') or 'c' + str(load.get('concurrency'))}"
+    out = run_dir / "points" / f"{name}.json"
+    cmd = locust_command(t, load, c, out, args)
+    cap = c.warmup_s + c.min_duration_s + args.timeout + 60
+    task = progress.add_task(name, total=c.warmup_s + c.min_duration_s)
+    with (run_dir / "logs" / f"{name}.log").open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        mon, t0 = GeneratorMonitor(proc.pid), time.perf_counter()
+        while proc.poll() is None and time.perf_counter() - t0 < cap:
+            mon.sample()
+            progress.update(task, completed=min(time.perf_counter() - t0, c.warmup_s + c.min_duration_s))
+            time.sleep(1.0)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+    if not out.exists():
+        console.print(f"[red]{name}: no result (see {run_dir / 'logs' / (name + '.log')})")
+        return None
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    if doc["snapshot"] is None:
+        return None
+    rec = Recorder.merge([doc["snapshot"]])
+    measured_from = time.perf_counter() - (time.time() - (rec.epoch + rec.warmup_s))
+    health = mon.health(measured_from, rec.totals.counts["late"], rec.totals.counts["sent"])
+    hlogs = [str(p.relative_to(run_dir)) for p in write_hlogs(rec, run_dir / "hlog" / name)]
+    point = build_point(
+        rec,
+        target=t.as_dict(),
+        load=load,
+        measured_s=c.min_duration_s,
+        generator=health,
+        criteria=c,
+        hlogs=hlogs,
+    )
+    if doc["shards_received"] < doc["shards_expected"]:
+        point["valid"] = False
+        point["reasons"].append(
+            f"incomplete: {doc['shards_received']} of {doc['shards_expected']} generator processes reported"
+        )
+    return point

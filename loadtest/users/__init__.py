@@ -1,0 +1,1 @@
+"""Locust users for every target: REST (FastHttpUser) and gRPC (gevent-cooperative grpcio)."""

@@ -1,0 +1,116 @@
+"""Request bodies and answer parsing for every target, prebuilt so the hot path only sends bytes.
+
+REST and gRPC bodies are built once per (sample, batch) before the run; during the run a send picks the next
+prebuilt call, and the answer's logits are compared with the reference logits of exactly those samples.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from loadtest.samples import Reference
+from loadtest.targets import Target
+from loadtest.users import wire
+
+TS_PREDICTIONS = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
+TF_PREDICT = "/tensorflow.serving.PredictionService/Predict"
+V2_INFER = "/inference.GRPCInferenceService/ModelInfer"
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class Call:
+    """One prebuilt request: REST URL path or gRPC method, body bytes, headers/metadata, expected logits."""
+
+    path: str
+    body: bytes
+    expected: np.ndarray
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _v2_grpc_request(model: str, x: np.ndarray) -> bytes:
+    from tritonclient.grpc import service_pb2  # protobuf only: no TensorFlow, no torch
+
+    req = service_pb2.ModelInferRequest(model_name=model)
+    tensor = req.inputs.add(name="input", datatype="FP32")
+    tensor.shape.extend(x.shape)
+    req.raw_input_contents.append(np.ascontiguousarray(x, "<f4").tobytes())
+    return bytes(req.SerializeToString())
+
+
+def build_call(t: Target, x: np.ndarray, expected: np.ndarray) -> Call:
+    """The request for a batch `x` [b, *input_shape] to target `t`."""
+    m = t.model
+    if t.path == "gateway":
+        if t.protocol == "rest":
+            body = {
+                "inputs": [
+                    {"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
+                ]
+            }
+            return Call(
+                f"/v2/models/{m}/infer",
+                json.dumps(body).encode(),
+                expected,
+                {**JSON_HEADERS, "X-Backend": t.framework},
+            )
+        return Call(V2_INFER, _v2_grpc_request(m, x), expected, {"backend": t.framework})
+    if t.protocol == "rest":
+        body_bytes = json.dumps({"instances": x.tolist()}).encode()
+        path = f"/predictions/{m}" if t.framework == "torchserve" else f"/v1/models/{m}:predict"
+        return Call(path, body_bytes, expected, dict(JSON_HEADERS))
+    if t.framework == "torchserve":
+        raw = np.ascontiguousarray(x, "<f4").tobytes()
+        return Call(TS_PREDICTIONS, wire.torchserve_predictions(m, {"input": raw}), expected)
+    return Call(TF_PREDICT, wire.tfserving_predict(m, {"input": x}), expected)
+
+
+def build_calls(t: Target, ref: Reference, batch: int = 1, limit: int = 64) -> list[Call]:
+    """Up to `limit` distinct calls cycling through the reference samples in batches of `batch`."""
+    n = len(ref.inputs)
+    calls = []
+    for i in range(min(limit, max(1, n // batch))):
+        idx = [(i * batch + j) % n for j in range(batch)]
+        calls.append(build_call(t, ref.inputs[idx], ref.logits[idx]))
+    return calls
+
+
+def parse_logits(t: Target, body: bytes) -> np.ndarray:
+    """The `logits` output [b, classes] from a successful answer of target `t` (raises if absent)."""
+    if t.path == "gateway":
+        if t.protocol == "rest":
+            out = {o["name"]: o for o in json.loads(body)["outputs"]}["logits"]
+            return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
+        from tritonclient.grpc import service_pb2
+
+        resp = service_pb2.ModelInferResponse.FromString(body)
+        for i, o in enumerate(resp.outputs):
+            if o.name == "logits":
+                data = (
+                    np.frombuffer(resp.raw_output_contents[i], "<f4")
+                    if resp.raw_output_contents
+                    else np.asarray(o.contents.fp32_contents, dtype=np.float32)
+                )
+                return data.reshape(list(o.shape))
+        raise KeyError("no 'logits' output in ModelInferResponse")
+    if t.protocol == "grpc":
+        if t.framework == "tfserving":
+            return wire.tfserving_outputs(body)["logits"]
+        body = wire.torchserve_prediction(body)
+    doc = json.loads(body)
+    if "predictions" in doc:
+        return np.asarray([row["logits"] for row in doc["predictions"]], dtype=np.float32)
+    outputs = doc["outputs"]
+    return np.asarray(outputs["logits"] if isinstance(outputs, dict) else outputs, dtype=np.float32)
+
+
+def is_right(logits: np.ndarray, expected: np.ndarray, atol: float = 1e-3) -> bool:
+    """Top-1 equal for every instance and every logit within `atol` of the reference."""
+    return (
+        logits.shape == expected.shape
+        and bool(np.array_equal(logits.argmax(1), expected.argmax(1)))
+        and bool(np.max(np.abs(logits - expected)) <= atol)
+    )

@@ -1,0 +1,84 @@
+"""gRPC user: grpcio made gevent-cooperative, firing Locust request events for every call.
+
+grpcio's sync API blocks the calling OS thread in C-core, which would freeze every greenlet of the process;
+`grpc.experimental.gevent.init_gevent()` (called once, before any channel exists) makes C-core poll
+through gevent, so each send's greenlet yields while its call is in flight (tests/loadtest prove it).
+Bodies are prebuilt bytes, so the channel's unary_unary uses identity (de)serializers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+from grpc.experimental import gevent as grpc_gevent
+from locust import User, task
+
+from loadtest.targets import read_inference_key
+from loadtest.users.base import Driver
+from loadtest.users.coordination import coordinator
+
+grpc_gevent.init_gevent()
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+
+
+class GrpcUser(User):
+    """One channel per process (HTTP/2 multiplexes every in-flight call over it)."""
+
+    abstract = False
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.driver: Driver = coordinator(environment).driver()
+        t = self.driver.cfg.target
+        self.channel = grpc.insecure_channel(t.address, options=CHANNEL_OPTIONS)
+        self.methods: dict[str, Any] = {}
+        self.token = (
+            read_inference_key(self.driver.cfg.key_file)
+            if (t.framework, t.path) == ("torchserve", "direct")
+            else ""
+        )
+
+    def _method(self, path: str) -> Any:
+        if path not in self.methods:
+            self.methods[path] = self.channel.unary_unary(path)  # no serializers: bytes in, bytes out
+        return self.methods[path]
+
+    def send(self) -> str:
+        """One call; outcome for the recorder, a request event for Locust's statistics."""
+        call = self.driver.next_call()
+        metadata = list(call.headers.items())
+        if self.token:
+            metadata.append(("authorization", f"Bearer {self.token}"))
+        t0 = time.perf_counter()
+        exc: Exception | None = None
+        body = b""
+        outcome = "errors"
+        try:
+            body = self._method(call.path)(call.body, metadata=metadata, timeout=self.driver.cfg.timeout_s)
+            outcome = self.driver.judge(call, body)
+            if outcome == "wrong":
+                exc = ValueError("wrong answer")
+        except grpc.RpcError as error:
+            exc = error
+            if error.code() == grpc.StatusCode.UNAUTHENTICATED and self.token:
+                self.token = read_inference_key(self.driver.cfg.key_file)  # TorchServe tokens expire
+        self.environment.events.request.fire(
+            request_type="grpc",
+            name=self.driver.cfg.target.id,
+            response_time=(time.perf_counter() - t0) * 1000,
+            response_length=len(body),
+            exception=exc,
+            context={},
+        )
+        return outcome
+
+    @task
+    def run_point(self) -> None:
+        """Drive the whole point, then report and stop."""
+        coordinator(self.environment).run(self.driver, self.send)
+
+    def on_stop(self) -> None:
+        """Close the channel."""
+        self.channel.close()

@@ -1,0 +1,62 @@
+"""REST user on Locust's FastHttpUser (geventhttpclient): TorchServe, TF Serving and the gateway's v2 REST."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from locust import task
+from locust.contrib.fasthttp import FastHttpUser
+
+from loadtest.targets import read_inference_key
+from loadtest.users.base import Driver
+from loadtest.users.coordination import coordinator
+
+
+class RestUser(FastHttpUser):
+    """Sends prebuilt bodies; each send runs in its own greenlet on a pool large enough for open loop."""
+
+    concurrency = 512  # connections: an open-loop generator must never queue a send behind a busy socket
+    insecure = False
+    max_retries = 0  # a retry would hide a failure and double-count a send
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.driver: Driver = coordinator(environment).driver()
+        self.token = self._token()
+
+    def _token(self) -> str:
+        t = self.driver.cfg.target
+        return (
+            read_inference_key(self.driver.cfg.key_file)
+            if (t.framework, t.path) == ("torchserve", "direct")
+            else ""
+        )
+
+    def send(self) -> str:
+        """One request; the outcome classifies it for the recorder and Locust's own statistics."""
+        call = self.driver.next_call()
+        headers = dict(call.headers)
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        with self.client.request(
+            "POST",
+            call.path,
+            data=call.body,  # type: ignore[arg-type]  # bytes go out as-is; the stub is too narrow
+            headers=headers,
+            catch_response=True,
+            name=self.driver.cfg.target.id,
+        ) as resp:
+            if resp.status_code == 401 and self.token:
+                self.token = self._token()  # TorchServe tokens expire; the next send uses the fresh one
+            if resp.status_code != 200 or resp.content is None:
+                resp.failure(f"HTTP {resp.status_code}")
+                return "errors"
+            outcome = self.driver.judge(call, resp.content)
+            if outcome == "wrong":
+                resp.failure("wrong answer")
+            return outcome
+
+    @task
+    def run_point(self) -> None:
+        """Drive the whole point, then report and stop."""
+        coordinator(self.environment).run(self.driver, self.send)

@@ -1,0 +1,171 @@
+"""Policies, limits and settings taking effect, end to end through the app, with injected faults."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import requests
+from gateway_harness import FaultBackend, fault_settings, serve
+
+from gateway.settings import BackendSettings, Settings
+
+X = np.ones((1, 1, 8, 8), dtype=np.float32)
+BODY = {
+    "inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": X.reshape(-1).tolist()}]
+}
+
+
+def infer(gw, **headers: str) -> requests.Response:  # type: ignore[no-untyped-def]
+    return requests.post(gw.url + "/v2/models/digits/infer", json=BODY, headers=headers, timeout=10)
+
+
+def metric(gw, line_start: str) -> float:  # type: ignore[no-untyped-def]
+    text = requests.get(gw.url + "/metrics").text
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start)]
+    return sum(values)
+
+
+def test_route_default_backend_setting(backends: dict[str, FaultBackend]) -> None:
+    with serve(fault_settings(backend="tfserving"), backends) as gw:
+        assert infer(gw).headers["X-Backend"] == "tfserving"
+
+
+def test_failover_on_5xx_and_breaker_opens(backends: dict[str, FaultBackend]) -> None:
+    settings = fault_settings(policy="failover")
+    settings.limits.breaker_failures = 2
+    settings.limits.breaker_cooldown_s = 60
+    settings.limits.health_interval_s = 60
+    backends["torchserve"].fail = True
+    with serve(settings, backends) as gw:
+        for _ in range(3):
+            r = infer(gw)
+            assert r.status_code == 200 and r.headers["X-Backend"] == "tfserving"
+        assert backends["torchserve"].calls == 2  # the third skipped it: circuit open after 2 failures
+        assert metric(gw, 'twinserve_gateway_circuit_state{backend="torchserve"}') == 2
+        assert metric(gw, "twinserve_gateway_failovers_total") == 2
+        r = infer(gw, **{"X-Backend": "torchserve"})
+        assert r.status_code == 503 and "circuit open" in r.json()["error"]
+
+
+def test_pin_upstream_failure_is_502_naming_backend(backends: dict[str, FaultBackend]) -> None:
+    backends["torchserve"].fail = True
+    with serve(fault_settings(), backends) as gw:
+        r = infer(gw)
+        assert r.status_code == 502 and r.json()["error"].startswith("torchserve:")
+        assert r.headers["X-Backend"] == "torchserve"
+
+
+def test_half_open_probe_closes_after_cooldown(backends: dict[str, FaultBackend]) -> None:
+    settings = fault_settings()
+    settings.limits.breaker_failures = 1
+    settings.limits.breaker_cooldown_s = 0.3
+    settings.limits.health_interval_s = 60
+    with serve(settings, backends) as gw:
+        backends["torchserve"].fail = True
+        assert infer(gw).status_code == 502
+        assert infer(gw).status_code == 503  # open: not even tried
+        backends["torchserve"].fail = False
+        time.sleep(0.35)
+        assert infer(gw).status_code == 200  # half-open probe succeeded
+        assert metric(gw, 'twinserve_gateway_circuit_state{backend="torchserve"}') == 0
+
+
+def test_timeout_is_504_and_failover_on_timeout(backends: dict[str, FaultBackend]) -> None:
+    backends["torchserve"].delay_s = 2.0
+    with serve(fault_settings(timeout_s=0.3), backends) as gw:
+        t0 = time.monotonic()
+        r = infer(gw)
+        assert r.status_code == 504 and time.monotonic() - t0 < 1.5
+    backends["torchserve"].settings = BackendSettings(timeout_s=0.2)
+    with serve(fault_settings(policy="failover", timeout_s=2), backends) as gw:
+        r = infer(gw)
+        assert r.status_code == 200 and r.headers["X-Backend"] == "tfserving"
+
+
+def test_overload_is_429_with_retry_after(backends: dict[str, FaultBackend]) -> None:
+    backends["torchserve"].settings = BackendSettings(max_in_flight=1, max_queue=0, timeout_s=5)
+    backends["torchserve"].delay_s = 0.5
+    settings = fault_settings()
+    settings.limits.retry_after_s = 7
+    with serve(settings, backends) as gw:
+        slow = threading.Thread(target=infer, args=(gw,))
+        slow.start()
+        time.sleep(0.2)
+        r = infer(gw)
+        slow.join()
+        assert r.status_code == 429 and r.headers["Retry-After"] == "7"
+        assert metric(gw, 'twinserve_gateway_rejections_total{reason="overloaded"}') == 1
+
+
+def test_split_weights_and_sticky(backends: dict[str, FaultBackend]) -> None:
+    with serve(fault_settings(policy="split", weights={"torchserve": 0, "tfserving": 1}), backends) as gw:
+        assert {infer(gw).headers["X-Backend"] for _ in range(5)} == {"tfserving"}
+    with serve(fault_settings(policy="split", sticky_header="X-User"), backends) as gw:
+        seen = {infer(gw, **{"X-User": "alice"}).headers["X-Backend"] for _ in range(6)}
+        assert len(seen) == 1
+        spread = {infer(gw, **{"X-User": f"user-{i}"}).headers["X-Backend"] for i in range(30)}
+        assert spread == {"torchserve", "tfserving"}
+
+
+def test_shadow_compares_and_never_delays(backends: dict[str, FaultBackend]) -> None:
+    settings = fault_settings(policy="shadow")
+    with serve(settings, backends) as gw:
+        r = infer(gw)
+        assert r.status_code == 200 and r.headers["X-Backend"] == "torchserve"
+        deadline = time.monotonic() + 5
+        while metric(gw, "twinserve_gateway_shadow_comparisons_total") < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert metric(gw, "twinserve_gateway_shadow_comparisons_total") == 1
+        assert metric(gw, 'twinserve_gateway_shadow_mismatches_total{kind="tolerance",model="digits"}') == 1
+        assert metric(gw, 'twinserve_gateway_shadow_max_abs_diff_count{model="digits"}') == 1
+    backends["tfserving"].delay_s = 1.0  # a slow shadow must not slow the primary; the full queue drops
+    settings = fault_settings(policy="shadow")
+    settings.limits.shadow_queue_size = 1
+    settings.limits.shadow_workers = 1
+    with serve(settings, backends) as gw:
+        t0 = time.monotonic()
+        for _ in range(4):
+            assert infer(gw).status_code == 200
+        assert time.monotonic() - t0 < 0.9
+        assert metric(gw, 'twinserve_gateway_shadow_dropped_total{model="digits",reason="queue_full"}') >= 1
+
+
+def test_body_limit_413_before_reading(backends: dict[str, FaultBackend]) -> None:
+    settings = fault_settings()
+    settings.limits.max_body_bytes = 1000
+    with serve(settings, backends) as gw:
+        r = requests.post(gw.url + "/v2/models/digits/infer", data=b"x" * 5000)
+        assert r.status_code == 413
+        r = requests.post(gw.url + "/v2/models/digits/infer", data=iter([b"x" * 600, b"x" * 600]))  # chunked
+        assert r.status_code == 413
+        assert infer(gw).status_code == 200
+
+
+def test_api_keys_from_setting_and_file(backends: dict[str, FaultBackend], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    key_file = tmp_path / "keys"
+    key_file.write_text("# comment\nfile-key\n")
+    settings = fault_settings()
+    settings.limits.api_keys = ["env-key"]  # type: ignore[list-item]
+    settings.limits.api_key_file = key_file
+    settings = Settings.model_validate(settings.model_dump())
+    with serve(settings, backends) as gw:
+        assert requests.get(gw.url + "/v2/health/ready").status_code == 200
+        assert infer(gw).status_code == 401
+        assert infer(gw, Authorization="Bearer wrong").status_code == 403
+        assert infer(gw, Authorization="Bearer env-key").status_code == 200
+        assert infer(gw, Authorization="Bearer file-key").status_code == 200
+
+
+def test_stacks_disagreeing_mark_model_not_ready(backends: dict[str, FaultBackend]) -> None:
+    from gateway.metadata import ModelMetadata, TensorMeta
+
+    meta = backends["tfserving"].meta
+    backends["tfserving"].meta = ModelMetadata(
+        meta.name, meta.versions, "x", (TensorMeta("input", "FP32", (-1, 3, 8, 8)),), meta.outputs
+    )
+    with serve(fault_settings(), backends) as gw:
+        assert requests.get(gw.url + "/v2/models/digits/ready").status_code == 503
+        r = infer(gw)
+        assert r.status_code == 503 and "stacks disagree" in r.json()["error"]

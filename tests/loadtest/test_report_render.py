@@ -1,0 +1,124 @@
+"""The report renders from a summary, is self-contained, shows INVALID points with reasons, and the
+summary (synthetic or built by the harness) validates against the versioned schema."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+import time
+from html import escape
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from loadtest.point import build_point
+from loadtest.recorder import Recorder
+from loadtest.report import validate, write_report
+from loadtest.report.analysis import best_under_slo, headline
+from loadtest.report.schema import Summary
+from loadtest.report.synthetic import synthetic_summary as _synthetic
+from loadtest.validity import QUICK
+
+
+@functools.cache
+def _cached(stand_in: bool) -> str:
+    return json.dumps(_synthetic(stand_in=stand_in))
+
+
+def synthetic_summary(stand_in: bool = True) -> dict:
+    """A fresh copy of the (slow to generate) synthetic summary."""
+    return json.loads(_cached(stand_in))
+
+
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "loadtest" / "report" / "summary.schema.json"
+
+
+def test_report_is_self_contained_and_complete(tmp_path: Path) -> None:
+    summary = synthetic_summary(stand_in=True)
+    paths = write_report(summary, tmp_path)
+    html = paths["html"].read_text(encoding="utf-8")
+    assert not re.search(r"https?://", html), "report.html must not reference the network"
+    for banned in ("<script", "<link", "@import", "<iframe", "src="):
+        assert banned not in html
+    assert html.count("<svg") >= 5  # latency-throughput, spectrum, SLO bars, decomposition, Pareto
+    assert "sustained" in html and "25 ms p99 SLO" in html
+    assert "Stand-in:" in html and "(stand-in)" in html
+    invalid = [p for p in summary["points"] if not p["valid"]]
+    assert invalid and all(p["reasons"] for p in invalid)
+    assert "INVALID</span> " + escape(invalid[0]["reasons"][0]) in html
+    md = paths["md"].read_text(encoding="utf-8")
+    assert md.splitlines()[2].startswith("**TorchServe") and "| target |" in md
+    assert json.loads(paths["summary"].read_text(encoding="utf-8")) == summary
+
+
+def test_headline_uses_valid_points_under_the_slo_only() -> None:
+    summary = synthetic_summary()
+    rows = headline(summary)
+    assert rows
+    valid_ids = {p["target"]["id"] for p in summary["points"] if p["valid"]}
+    for r in rows:
+        assert r["target"]["id"] in valid_ids and r["p99"] <= summary["run"]["slo_p99_ms"]
+    # Make the fastest point of one target INVALID: the headline must fall back to a slower VALID one.
+    tid = rows[0]["target"]["id"]
+    best = best_under_slo(summary["points"], 25.0)[tid]
+    assert best is not None
+    best["valid"], best["reasons"] = False, ["generator late: 5.0% of sends > 1 ms behind schedule"]
+    after = next(r for r in headline(summary) if r["target"]["id"] == tid)
+    assert after["rps"] < rows[0]["rps"]
+
+
+def test_no_stand_in_caveat_for_the_real_server(tmp_path: Path) -> None:
+    html = write_report(synthetic_summary(stand_in=False), tmp_path)["html"].read_text(encoding="utf-8")
+    assert "stand-in" not in html.lower()
+
+
+def test_schema_rejects_broken_summaries() -> None:
+    good = synthetic_summary()
+    validate(good)
+    for breakage in ("version", "extra", "missing"):
+        bad = copy.deepcopy(good)
+        if breakage == "version":
+            bad["schema_version"] = "twinserve.loadtest.summary/0"
+        elif breakage == "extra":
+            bad["points"][0]["p99_average"] = 1.0
+        else:
+            del bad["points"][0]["reasons"]
+        with pytest.raises(pydantic.ValidationError):
+            validate(bad)
+
+
+def test_points_built_by_the_harness_match_the_schema() -> None:
+    epoch = time.time() - 60.0
+    rec = Recorder("tfserving-grpc-direct:digits", epoch, warmup_s=1.0, window_s=2.0)
+    to_perf = time.perf_counter() - time.time()
+    for i in range(800):
+        s = epoch + i / 100 + 0.002 + to_perf
+        rec.record(s, s, s + 0.004, "ok" if i % 50 else "wrong")
+    target = {
+        "id": "tfserving-grpc-direct:digits",
+        "framework": "tfserving",
+        "protocol": "grpc",
+        "path": "direct",
+        "model": "digits",
+    }
+    point = build_point(
+        rec,
+        target=target,
+        load={"mode": "open", "schedule": "poisson", "rate_rps": 100.0, "batch": 1, "seed": 1},
+        measured_s=6.0,
+        generator={"cpu_pct": 12.0, "late_sends": 0, "late_fraction": 0.0},
+        criteria=QUICK,
+    )
+    summary = synthetic_summary()
+    summary["points"] = [point]
+    validate(summary)
+    assert not point["valid"] and any("wrong answers" in r for r in point["reasons"])
+
+
+def test_published_json_schema_is_current() -> None:
+    assert json.loads(SCHEMA_FILE.read_text(encoding="utf-8")) == Summary.model_json_schema(), (
+        "regenerate: python -m loadtest.report --schema > loadtest/report/summary.schema.json"
+    )
