@@ -38,11 +38,11 @@ $(MANIFEST): $(STAMP) $(MODEL_SOURCES)
 parity: $(MANIFEST) ## load both exported artifacts from disk and prove they agree (writes artifacts/parity.json)
 	$(PY) -m models.parity --artifacts $(ARTIFACTS)
 
-up: setup $(MANIFEST) ## start both stacks (native here; see README for docker compose) and print curl commands
-	$(PY) -m serving.supervisor up --artifacts $(ARTIFACTS)
+up: setup $(MANIFEST) ## start both stacks: docker compose if a Docker engine answers (GPU=0: CPU only), else natively
+	@PY=$(PY) ARTIFACTS=$(ARTIFACTS) GPU=$(GPU) bash scripts/up.sh
 
-down: ## stop what `make up` started
-	@if [ -x $(PY) ]; then $(PY) -m serving.supervisor down; else echo "nothing to stop (no .venv)"; fi
+down: ## stop what `make up` started (containers and native services)
+	@PY=$(PY) bash scripts/down.sh
 
 status: ## what runs, on which ports, and whether it is healthy
 	$(PY) -m serving.supervisor status
@@ -50,10 +50,12 @@ status: ## what runs, on which ports, and whether it is healthy
 test: setup $(MANIFEST) ## run the test suite (starts real servers on loopback)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy
+lint: $(STAMP) ## ruff (lint + format check), mypy, hadolint on every Dockerfile, docker compose config
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy models serving gateway loadtest
+	$(VENV)/bin/hadolint serving/torchserve/Dockerfile serving/tfserving/Dockerfile gateway/Dockerfile loadtest/Dockerfile
+	PY=$(PY) bash scripts/check-compose.sh
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .

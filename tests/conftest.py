@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,3 +18,32 @@ def artifacts() -> Path:
     if not (path / "manifest.json").exists():
         pytest.fail("artifacts/manifest.json is missing: run `make export` (make test does it for you)")
     return path
+
+
+@dataclass(frozen=True)
+class NativeStack:
+    """A running native stack (real TorchServe + the TF Serving stand-in) on ephemeral ports."""
+
+    stack: object
+    ports: object
+    run_dir: Path
+
+    def token(self) -> str:
+        """TorchServe's current inference key (re-read from its key file every call)."""
+        return self.stack.token()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def native_stack(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
+    """Start TorchServe and the TF Serving stand-in once for the whole session, stop them at the end."""
+    from serving.supervisor.ports import Ports
+    from serving.supervisor.stack import Stack
+
+    run_dir = tmp_path_factory.mktemp("run")
+    ports = Ports.ephemeral()
+    stack = Stack(run_dir, artifacts, ports)
+    try:
+        stack.up(["torchserve", "tfserving"], timeout=240)
+        yield NativeStack(stack, ports, run_dir)
+    finally:
+        stack.down()

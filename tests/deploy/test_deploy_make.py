@@ -1,0 +1,132 @@
+"""`make up` / `make down` choose compose when a Docker engine answers and the native stack otherwise.
+
+scripts/up.sh and scripts/down.sh run against a fake `docker` (answering or not) and a fake venv Python, both
+recording how they were called; nothing is started.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.conftest import REPO
+
+FAKE_DOCKER = """#!/bin/sh
+echo "docker $*" >> "$FAKE_LOG"
+case "$1" in
+  info) exit "${FAKE_INFO_RC:-0}" ;;
+  compose) [ "$2" = version ] && exit "${FAKE_COMPOSE_RC:-0}"; exit 0 ;;
+esac
+"""
+FAKE_PY = """#!/bin/sh
+echo "py $*" >> "$FAKE_LOG"
+"""
+NATIVE_UP = "py -m serving.supervisor up --artifacts {artifacts}"
+
+
+def run(script: str, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run scripts/<script> with the fakes; returns the result and the recorded calls."""
+    for name, text in (("docker", FAKE_DOCKER), ("python", FAKE_PY)):
+        path = tmp_path / name
+        path.write_text(text)
+        path.chmod(0o755)
+    artifacts = tmp_path / "artifacts"
+    for sub in ("torchserve", "tfserving", "samples"):
+        (artifacts / sub).mkdir(parents=True, exist_ok=True)
+    log = tmp_path / "calls"
+    log.write_text("")
+    full = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "FAKE_LOG": str(log),
+        "PY": str(tmp_path / "python"),
+        "DOCKER": str(tmp_path / "docker"),
+        "ARTIFACTS": str(artifacts),
+        **env,
+    }
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / script)], check=False, capture_output=True, text=True, env=full, timeout=30
+    )
+    return done, log.read_text().splitlines()
+
+
+def test_no_engine_starts_natively_with_a_notice(tmp_path: Path) -> None:
+    done, calls = run("up.sh", tmp_path, FAKE_INFO_RC="1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == (
+        "no Docker engine answers (" + str(tmp_path / "docker") + " info failed): starting natively; "
+        "TF Serving is a stand-in"
+    )
+    assert calls[-1] == NATIVE_UP.format(artifacts=tmp_path / "artifacts")
+    assert not any(c.startswith("docker compose") for c in calls)
+
+
+def test_no_docker_command_starts_natively(tmp_path: Path) -> None:
+    done, calls = run("up.sh", tmp_path, DOCKER=str(tmp_path / "no-such-docker"))
+    assert done.returncode == 0
+    assert "starting natively; TF Serving is a stand-in" in done.stdout
+    assert calls == [NATIVE_UP.format(artifacts=tmp_path / "artifacts")]
+
+
+def test_engine_without_compose_v2_starts_natively(tmp_path: Path) -> None:
+    done, calls = run("up.sh", tmp_path, FAKE_COMPOSE_RC="1")
+    assert "Docker Compose v2 is missing" in done.stdout
+    assert calls[-1].startswith("py -m serving.supervisor up")
+
+
+@pytest.mark.parametrize(
+    ("gpu", "files"),
+    [
+        (None, "-f docker-compose.yml"),
+        ("1", "-f docker-compose.yml"),
+        ("0", "-f docker-compose.yml -f docker-compose.cpu.yml"),
+    ],
+)
+def test_engine_answers_compose_up_waits(tmp_path: Path, gpu: str | None, files: str) -> None:
+    done, calls = run("up.sh", tmp_path, **({"GPU": gpu} if gpu is not None else {}))
+    assert done.returncode == 0, done.stderr
+    ups = [c for c in calls if " up " in f"{c} "]
+    assert ups == [f"docker compose {files} up -d --build --wait --wait-timeout 900"]
+    assert not any(c.startswith("py ") for c in calls)
+    assert "curl http://127.0.0.1:8000/v2/health/ready" in done.stdout
+    assert "Authorization: Bearer $(" in done.stdout  # the token is read by the shell, never printed
+
+
+def test_bad_gpu_value_is_refused(tmp_path: Path) -> None:
+    done, calls = run("up.sh", tmp_path, GPU="yes")
+    assert done.returncode == 2 and "GPU must be 1 or 0" in done.stderr
+    assert not any(" up " in f"{c} " for c in calls)
+
+
+def test_missing_artifacts_are_named(tmp_path: Path) -> None:
+    done, _ = run("up.sh", tmp_path, ARTIFACTS=str(tmp_path / "nothing"))
+    assert done.returncode == 1 and "missing: run make export" in done.stderr
+
+
+def test_down_stops_compose_and_native(tmp_path: Path) -> None:
+    done, calls = run("down.sh", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "docker compose -f docker-compose.yml --profile observe down --remove-orphans" in calls
+    assert calls[-1] == "py -m serving.supervisor down"
+
+
+def test_down_without_engine_stops_native_only(tmp_path: Path) -> None:
+    _, calls = run("down.sh", tmp_path, FAKE_INFO_RC="1")
+    assert not any(c.startswith("docker compose") for c in calls)
+    assert calls[-1] == "py -m serving.supervisor down"
+
+
+def test_make_targets_call_the_scripts() -> None:
+    # -n: print, run nothing; the prerequisites' recipes are printed too when they are out of date
+    up = subprocess.run(
+        ["make", "-n", "up", "GPU=0"], check=False, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert "GPU=0 bash scripts/up.sh" in up.stdout, up.stdout + up.stderr
+    down = subprocess.run(["make", "-n", "down"], check=False, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "bash scripts/down.sh" in down.stdout
+    lint = subprocess.run(["make", "-n", "lint"], check=False, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "hadolint serving/torchserve/Dockerfile serving/tfserving/Dockerfile" in lint.stdout
+    assert "bash scripts/check-compose.sh" in lint.stdout
