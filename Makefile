@@ -9,6 +9,8 @@ ARTIFACTS := artifacts
 MANIFEST := $(ARTIFACTS)/manifest.json
 MODEL_SOURCES := $(wildcard models/*.py) serving/torchserve/handler.py $(wildcard serving/torchserve/model-config/*.yaml)
 PYTEST_ARGS ?=
+# TensorFlow's C++ INFO and WARNING lines drown the progress users want to see; errors still print.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: help setup java export parity up down status test lint format clean
 
