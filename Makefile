@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # TensorFlow's C++ INFO and WARNING lines drown the progress users want to see; errors still print.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup java export parity up down status test lint format clean
+.PHONY: help setup java export parity up down status test lint format clean gpu-check
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ up: setup $(MANIFEST) ## start both stacks: docker compose if a Docker engine an
 
 down: ## stop what `make up` started (containers and native services)
 	@PY=$(PY) bash scripts/down.sh
+
+gpu-check: $(MANIFEST) ## on a CUDA machine: handler path and raw forward p50 at batch 1 and 32 -> docs/gpu.md
+	$(PY) scripts/gpu_check.py --artifacts $(ARTIFACTS) --out docs/gpu.md
 
 status: ## what runs, on which ports, and whether it is healthy
 	$(PY) -m serving.supervisor status
