@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # TensorFlow's C++ INFO and WARNING lines drown the progress users want to see; errors still print.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup java export parity up down status test lint format clean gpu-check
+.PHONY: help setup java export parity up down status test lint format clean gpu-check compose-bin
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,7 +52,10 @@ gpu-check: $(MANIFEST) ## on a CUDA machine: handler path and raw forward p50 at
 status: ## what runs, on which ports, and whether it is healthy
 	$(PY) -m serving.supervisor status
 
-test: setup $(MANIFEST) ## run the test suite (starts real servers on loopback)
+compose-bin: $(STAMP) ## fetch the pinned docker compose v2 binary (static checks need no engine)
+	@PY=$(PY) bash scripts/check-compose.sh --fetch-only
+
+test: setup $(MANIFEST) compose-bin ## run the test suite (starts real servers on loopback)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check), mypy, hadolint on every Dockerfile, docker compose config
