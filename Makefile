@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # TensorFlow's C++ INFO and WARNING lines drown the progress users want to see; errors still print.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup java export parity up down status test lint format clean gpu-check compose-bin
+.PHONY: help setup java export parity up down status test lint format clean gpu-check compose-bin protos bench-gateway
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,12 @@ down: ## stop what `make up` started (containers and native services)
 
 gpu-check: $(MANIFEST) ## on a CUDA machine: handler path and raw forward p50 at batch 1 and 32 -> docs/gpu.md
 	$(PY) scripts/gpu_check.py --artifacts $(ARTIFACTS) --out docs/gpu.md
+
+protos: $(STAMP) ## regenerate gateway/_generated from gateway/protos (committed; a test checks it is current)
+	$(PY) -m grpc_tools.protoc -I gateway/protos --python_out=gateway/_generated --pyi_out=gateway/_generated gateway/protos/*.proto
+
+bench-gateway: $(STAMP) ## gateway overhead and upstream-client benchmark on the native stack (`make up` first)
+	$(PY) scripts/bench_gateway.py --run-dir run --out results/gateway-bench $(BENCH_ARGS)
 
 status: ## what runs, on which ports, and whether it is healthy
 	$(PY) -m serving.supervisor status

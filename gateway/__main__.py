@@ -1,4 +1,4 @@
-"""`python -m gateway`: uvicorn (uvloop + httptools, N workers) with the gRPC server in every worker.
+"""`python -m gateway`: uvicorn (uvloop + httptools, N workers) with the gRPC server in every worker; SIGTERM drains.
 
 Configuration comes from TWINSERVE_* variables (gateway/settings.py); the flags below are shortcuts that
 set those variables, so worker processes (spawned, not forked) see the same settings.
@@ -10,8 +10,7 @@ import argparse
 import os
 import tempfile
 
-import uvicorn
-
+from gateway.server import run
 from gateway.settings import Settings
 
 FLAGS = {
@@ -37,24 +36,12 @@ def main(argv: list[str] | None = None) -> None:
         if value is not None:
             os.environ[env] = str(value)  # children inherit the environment, not our argv
     settings = Settings()  # fail fast on a bad configuration, before any worker starts
-    server = settings.server
-    if server.workers > 1 and settings.telemetry.metrics_multiproc_dir is None:
+    if settings.server.workers > 1 and settings.telemetry.metrics_multiproc_dir is None:
         # Prometheus multiprocess mode: every worker writes its values to files in one shared directory.
         path = tempfile.mkdtemp(prefix="twinserve-prom-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
         os.environ["TWINSERVE_TELEMETRY__METRICS_MULTIPROC_DIR"] = path
-    uvicorn.run(
-        "gateway.app:app_from_env",
-        factory=True,
-        host=server.host,
-        port=server.port,
-        workers=server.workers,
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=int(server.graceful_timeout_s),
-        access_log=False,
-        log_level=settings.telemetry.log_level.lower(),
-    )
+    run(settings)
 
 
 if __name__ == "__main__":

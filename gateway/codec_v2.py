@@ -50,8 +50,7 @@ def decode_inputs(payload: dict[str, Any], tail: memoryview) -> list[InferTensor
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(tail):
                 raise InvalidArgument(
-                    f"input {name!r}: binary_data_size {size!r} exceeds the "
-                    f"{len(tail) - offset} binary bytes left"
+                    f"input {name!r}: binary_data_size {size!r} exceeds the {len(tail) - offset} binary bytes left"
                 )
             tensors.append(decode_binary(name, item["datatype"], item["shape"], tail[offset : offset + size]))
             offset += size

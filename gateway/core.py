@@ -10,17 +10,26 @@ from dataclasses import dataclass, field
 
 from gateway import __version__
 from gateway.backends.base import Backend
-from gateway.breaker import STATE_VALUE, CircuitBreaker
 from gateway.errors import GatewayError, InvalidArgument, Unavailable, UpstreamError, UpstreamTimeout
-from gateway.limits import InFlightLimiter
-from gateway.metadata import MetadataRegistry, ModelMetadata, ModelState, TensorMeta, validate_request
+from gateway.health import HealthMonitor
+from gateway.metadata import MetadataRegistry, ModelMetadata, ModelState, validate_request
 from gateway.policies import ShadowMirror
 from gateway.routing import Plan, plan
-from gateway.settings import Route, Settings
+from gateway.settings import Settings
 from gateway.telemetry import Metrics, status_class
 from gateway.tensors import InferTensor
+from gateway.upstream import Upstreams
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerMetadata:
+    """What the v2 server metadata endpoints report."""
+
+    name: str
+    version: str
+    extensions: tuple[str, ...]
 
 
 @dataclass
@@ -51,15 +60,6 @@ class InferResult:
     attempts: list[str] = field(default_factory=list)
 
 
-def declared_metadata(name: str, route: Route) -> ModelMetadata | None:
-    """The signature declared in the routes file, as ModelMetadata."""
-    if route.signature is None:
-        return None
-    inputs = tuple(TensorMeta(t.name, t.datatype, tuple(t.shape)) for t in route.signature.inputs)
-    outputs = tuple(TensorMeta(t.name, t.datatype, tuple(t.shape)) for t in route.signature.outputs)
-    return ModelMetadata(name, tuple(route.versions), "declared", inputs, outputs)
-
-
 class DataPlane:
     """Everything between a decoded request and its decoded answer; both adapters delegate here."""
 
@@ -71,81 +71,29 @@ class DataPlane:
         self.draining = False
         self.registry = MetadataRegistry({m: tuple(r.versions) for m, r in self.routes.items()})
         lim = settings.limits
-        self.breakers = {
-            name: CircuitBreaker(
-                lim.breaker_failures,
-                lim.breaker_cooldown_s,
-                on_change=lambda s, n=name: metrics.circuit_state.labels(n).set(STATE_VALUE[s]),
-            )
-            for name in backends
-        }
-        self.limiters = {
-            name: InFlightLimiter(
-                name,
-                b.settings.max_in_flight,
-                b.settings.max_queue,
-                b.settings.queue_timeout_s,
-                lim.retry_after_s,
-            )
-            for name, b in backends.items()
-        }
+        self.upstreams = Upstreams(backends, lim, metrics)
+        self.breakers = self.upstreams.breakers
+        self.call = self.upstreams.call
         self.shadow = ShadowMirror(
-            self._shadow_call, metrics, lim.shadow_queue_size, lim.shadow_workers, lim.shadow_tolerance
+            self.upstreams.shadow_call, metrics, lim.shadow_queue_size, lim.shadow_workers, lim.shadow_tolerance
         )
-        self._health_task: asyncio.Task[None] | None = None
-        for name in backends:
-            metrics.circuit_state.labels(name).set(0)
+        self.health = HealthMonitor(backends, self.breakers, self.registry, self.routes, lim.health_interval_s)
 
     async def start(self) -> None:
         """Open backend connections, fetch metadata, start health checks and shadow workers."""
         for backend in self.backends.values():
             await backend.start()
-        await self.refresh_metadata()
+        await self.health.refresh_metadata()
         self.shadow.start()
-        self._health_task = asyncio.create_task(self._health_loop(), name="health")
+        self.health.start()
 
     async def close(self) -> None:
         """Stop background work and close connections."""
         self.draining = True
-        if self._health_task:
-            self._health_task.cancel()
-            await asyncio.gather(self._health_task, return_exceptions=True)
+        await self.health.close()
         await self.shadow.close()
         for backend in self.backends.values():
             await backend.close()
-
-    async def refresh_metadata(self) -> None:
-        """Fetch every routed model's metadata from every backend (also run by the health loop)."""
-        fetchers = {name: self._fetcher(b) for name, b in self.backends.items()}
-        await self.registry.refresh(fetchers)
-        for state in self.registry.models.values():
-            if not state.ready or state.reason:
-                log.warning(
-                    "model metadata",
-                    extra={"fields": {"model": state.name, "ready": state.ready, "reason": state.reason}},
-                )
-
-    def _fetcher(self, backend: Backend):  # type: ignore[no-untyped-def]
-        async def fetch(model: str, version: str) -> ModelMetadata:
-            return await backend.metadata(model, version, declared_metadata(model, self.routes[model]))
-
-        return fetch
-
-    async def _health_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.limits.health_interval_s)
-            try:
-                await self.check_health()
-            except Exception:  # the loop must survive anything a check throws
-                log.exception("health check failed")
-
-    async def check_health(self) -> None:
-        """One round of active health checks; refresh metadata while some model lacks a backend."""
-        probe_model = next(iter(self.routes), "")
-        for name, backend in self.backends.items():
-            self.breakers[name].health_result(await backend.healthy(probe_model))
-        if any(set(s.backends) != set(self.backends) for s in self.registry.models.values()):
-            await self.refresh_metadata()
 
     # ---- health and metadata -------------------------------------------------------------------
     def live(self) -> bool:
@@ -153,16 +101,25 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        """Ready when not draining and every routed model is ready."""
-        return not self.draining and all(s.ready for s in self.registry.models.values())
+        """Ready when not draining and every routed model can be served by its policy now."""
+        return not self.draining and all(self._routable(m) for m in self.routes)
 
-    def model_ready(self, model: str, version: str | None) -> bool:
-        """Whether a model (404 if unknown) can be served now."""
-        return self.registry.get(model, version).ready and not self.draining
+    def model_ready(self, model: str, version: str | None, pin: str | None = None) -> bool:
+        """Whether a model (404 if unknown) can be served by its policy now, or by the `pin`ned stack."""
+        state = self.registry.get(model, version)
+        if pin:
+            return not self.draining and state.ready and pin in state.backends
+        return not self.draining and self._routable(model)
 
-    def server_metadata(self) -> dict[str, object]:
+    def _routable(self, model: str) -> bool:
+        # a pinned route needs its own backend; the other policies can answer from either stack
+        state = self.registry.models[model]
+        route = self.routes[model]
+        return state.ready and (route.policy != "pin" or route.backend in state.backends)
+
+    def server_metadata(self) -> ServerMetadata:
         """Name, version and v2 extensions of the gateway."""
-        return {"name": "twinserve-gateway", "version": __version__, "extensions": ["binary_tensor_data"]}
+        return ServerMetadata("twinserve-gateway", __version__, ("binary_tensor_data",))
 
     def model_metadata(self, model: str, version: str | None) -> ModelMetadata:
         """The agreed metadata of a ready model (404 unknown, 503 not ready)."""
@@ -198,8 +155,6 @@ class DataPlane:
             self.metrics.request_duration.labels(*labels).observe(time.perf_counter() - start)
 
     async def _infer(self, req: InferRequest) -> InferResult:
-        if self.draining:
-            raise Unavailable("gateway is draining")
         if not req.inputs:
             raise InvalidArgument("request has no inputs")
         state: ModelState = self.registry.require_ready(req.model, req.version)
@@ -223,15 +178,11 @@ class DataPlane:
             async with asyncio.timeout(timeout):
                 result = await self._run(req, chosen, deadline)
         except TimeoutError:
-            raise UpstreamTimeout(
-                f"route deadline of {timeout:.3g}s passed", backend=chosen.primary
-            ) from None
+            raise UpstreamTimeout(f"route deadline of {timeout:.3g}s passed", backend=chosen.primary) from None
         if req.outputs:
             result.outputs = [t for t in result.outputs if t.name in req.outputs]
         if chosen.shadow:
-            self.shadow.submit(
-                req.model, req.version, chosen.shadow, req.inputs, result.outputs, req.request_id
-            )
+            self.shadow.submit(req.model, req.version, chosen.shadow, req.inputs, result.outputs, req.request_id)
         return result
 
     async def _run(self, req: InferRequest, chosen: Plan, deadline: float) -> InferResult:
@@ -245,71 +196,15 @@ class DataPlane:
             attempts.append(backend)
             t0 = time.perf_counter()
             try:
-                outputs = await self.call(
-                    req.model, backend, req.version, req.inputs, req.request_id, deadline
-                )
+                outputs = await self.call(req.model, backend, req.version, req.inputs, req.request_id, deadline)
             except (UpstreamError, UpstreamTimeout, Unavailable) as exc:
                 upstream += time.perf_counter() - t0
                 if chosen.fallback is None or backend == chosen.fallback:
                     raise
                 self.metrics.failovers.labels(req.model, backend).inc()
-                log.warning(
-                    "failover", extra={"fields": {"model": req.model, "from": backend, "error": exc.message}}
-                )
+                log.warning("failover", extra={"fields": {"model": req.model, "from": backend, "error": exc.message}})
                 continue
             upstream += time.perf_counter() - t0
             version = req.version or self.registry.models[req.model].versions[-1]
             return InferResult(req.model, version, outputs, backend, upstream, attempts=attempts)
         raise UpstreamTimeout("route deadline passed before the failover attempt", backend=attempts[-1])
-
-    async def call(
-        self,
-        model: str,
-        backend: str,
-        version: str | None,
-        inputs: list[InferTensor],
-        request_id: str,
-        deadline: float | None = None,
-    ) -> list[InferTensor]:
-        """One upstream call through the backend's breaker and in-flight limit."""
-        breaker = self.breakers[backend]
-        if not breaker.allow():
-            raise Unavailable(f"circuit open for {backend}", backend=backend)
-        client = self.backends[backend]
-        timeout = client.settings.timeout_s
-        if deadline is not None:
-            timeout = min(timeout, max(deadline - time.monotonic(), 0.001))
-        t0 = time.perf_counter()
-        outcome = "error"
-        try:
-            async with self.limiters[backend].slot():
-                gauge = self.metrics.in_flight.labels(backend)
-                gauge.inc()
-                try:
-                    outputs = await client.infer(
-                        model, version, inputs, timeout_s=timeout, request_id=request_id
-                    )
-                finally:
-                    gauge.dec()
-            outcome = "ok"
-            breaker.record_success()
-            return outputs
-        except (UpstreamError, UpstreamTimeout) as exc:
-            outcome = exc.reason
-            breaker.record_failure()
-            raise
-        except InvalidArgument:
-            outcome = "invalid_argument"
-            breaker.record_success()  # the backend answered: it is healthy, the request was not
-            raise
-        except GatewayError as exc:
-            outcome = exc.reason
-            breaker.release_probe()  # never reached the backend (overloaded)
-            raise
-        finally:
-            self.metrics.upstream_duration.labels(model, backend, outcome).observe(time.perf_counter() - t0)
-
-    async def _shadow_call(
-        self, model: str, backend: str, version: str | None, inputs: list[InferTensor], request_id: str
-    ) -> list[InferTensor]:
-        return await self.call(model, backend, version, inputs, request_id)

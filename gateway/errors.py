@@ -18,7 +18,7 @@ class GatewayError(Exception):
         self.backend = backend
 
 
-class InvalidArgument(GatewayError):
+class InvalidArgument(GatewayError):  # noqa: N818 (named after the gRPC status)
     """The client sent something malformed or inconsistent with the model metadata."""
 
     http_status = 400
@@ -26,7 +26,7 @@ class InvalidArgument(GatewayError):
     reason = "invalid_argument"
 
 
-class Unauthenticated(GatewayError):
+class Unauthenticated(GatewayError):  # noqa: N818 (named after the gRPC status)
     """No API key was presented although the gateway requires one."""
 
     http_status = 401
@@ -34,7 +34,7 @@ class Unauthenticated(GatewayError):
     reason = "unauthenticated"
 
 
-class PermissionDenied(GatewayError):
+class PermissionDenied(GatewayError):  # noqa: N818 (named after the gRPC status)
     """An API key was presented but it is not one of the accepted keys."""
 
     http_status = 403
@@ -42,7 +42,7 @@ class PermissionDenied(GatewayError):
     reason = "permission_denied"
 
 
-class NotFound(GatewayError):
+class NotFound(GatewayError):  # noqa: N818 (named after the gRPC status)
     """Unknown model, version or path."""
 
     http_status = 404
@@ -50,7 +50,7 @@ class NotFound(GatewayError):
     reason = "not_found"
 
 
-class PayloadTooLarge(GatewayError):
+class PayloadTooLarge(GatewayError):  # noqa: N818 (named after the gRPC status)
     """The request body exceeds the configured limit."""
 
     http_status = 413
@@ -58,7 +58,7 @@ class PayloadTooLarge(GatewayError):
     reason = "payload_too_large"
 
 
-class Overloaded(GatewayError):
+class Overloaded(GatewayError):  # noqa: N818 (named after the gRPC status)
     """The backend's in-flight limit and its short queue are full: come back after `retry_after_s`."""
 
     http_status = 429
@@ -78,7 +78,7 @@ class UpstreamError(GatewayError):
     reason = "upstream_error"
 
 
-class Unavailable(GatewayError):
+class Unavailable(GatewayError):  # noqa: N818 (named after the gRPC status)
     """No backend can take the request now (model not ready, circuit open, draining)."""
 
     http_status = 503
@@ -86,7 +86,7 @@ class Unavailable(GatewayError):
     reason = "unavailable"
 
 
-class UpstreamTimeout(GatewayError):
+class UpstreamTimeout(GatewayError):  # noqa: N818 (named after the gRPC status)
     """The route deadline or the backend's timeout passed before an answer arrived."""
 
     http_status = 504
@@ -107,8 +107,6 @@ def grpc_code(exc: BaseException) -> grpc.StatusCode:
 def client_message(exc: BaseException) -> str:
     """The message safe to show a client: ours verbatim, never internals of unexpected exceptions."""
     if isinstance(exc, GatewayError):
-        prefix = (
-            f"{exc.backend}: " if exc.backend and isinstance(exc, UpstreamError | UpstreamTimeout) else ""
-        )
+        prefix = f"{exc.backend}: " if exc.backend and isinstance(exc, UpstreamError | UpstreamTimeout) else ""
         return prefix + exc.message
     return "internal gateway error"

@@ -40,9 +40,7 @@ def decode_request(request: pb.ModelInferRequest) -> list[InferTensor]:
     """Inputs from `raw_input_contents` (one per input, in order) or the typed `contents`."""
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
-        raise InvalidArgument(
-            f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs; must be equal"
-        )
+        raise InvalidArgument(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs; must be equal")
     tensors = []
     for i, item in enumerate(request.inputs):
         shape = list(item.shape)
@@ -56,8 +54,7 @@ def decode_request(request: pb.ModelInferRequest) -> list[InferTensor]:
         count = int(np.prod(shape)) if shape else 1
         if len(values) != count:
             raise InvalidArgument(
-                f"input {item.name!r}: shape {shape} needs {count} elements, "
-                f"contents.{field} has {len(values)}"
+                f"input {item.name!r}: shape {shape} needs {count} elements, contents.{field} has {len(values)}"
             )
         array = np.empty(count, dtype=object) if item.datatype == "BYTES" else None
         if array is not None:
@@ -78,9 +75,7 @@ class InferenceServicer:
     def _metadata(self, context: grpc.aio.ServicerContext) -> dict[str, str]:
         return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 
-    def _wrap(
-        self, fn: Callable[[Any, dict[str, str], Any], Awaitable[Any]]
-    ) -> Callable[..., Awaitable[Any]]:
+    def _wrap(self, fn: Callable[[Any, dict[str, str], Any], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
             md = self._metadata(context)
             rid = md.get("x-request-id") or uuid.uuid4().hex
@@ -104,13 +99,12 @@ class InferenceServicer:
         return pb.ServerReadyResponse(ready=self.plane.ready())
 
     async def model_ready(self, request: Any, md: dict[str, str], ctx: Any) -> pb.ModelReadyResponse:
-        return pb.ModelReadyResponse(ready=self.plane.model_ready(request.name, request.version or None))
+        pin = md.get("backend") or None
+        return pb.ModelReadyResponse(ready=self.plane.model_ready(request.name, request.version or None, pin))
 
     async def server_metadata(self, request: Any, md: dict[str, str], ctx: Any) -> pb.ServerMetadataResponse:
         meta = self.plane.server_metadata()
-        return pb.ServerMetadataResponse(
-            name=str(meta["name"]), version=str(meta["version"]), extensions=list(meta["extensions"])
-        )  # type: ignore[call-overload]
+        return pb.ServerMetadataResponse(name=meta.name, version=meta.version, extensions=list(meta.extensions))
 
     async def model_metadata(self, request: Any, md: dict[str, str], ctx: Any) -> pb.ModelMetadataResponse:
         meta = self.plane.model_metadata(request.name, request.version or None)
@@ -170,20 +164,14 @@ class InferenceServicer:
                 "ServerLive": unary(self.server_live, pb.ServerLiveRequest, pb.ServerLiveResponse),
                 "ServerReady": unary(self.server_ready, pb.ServerReadyRequest, pb.ServerReadyResponse),
                 "ModelReady": unary(self.model_ready, pb.ModelReadyRequest, pb.ModelReadyResponse),
-                "ServerMetadata": unary(
-                    self.server_metadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse
-                ),
-                "ModelMetadata": unary(
-                    self.model_metadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse
-                ),
+                "ServerMetadata": unary(self.server_metadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+                "ModelMetadata": unary(self.model_metadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
                 "ModelInfer": unary(self.model_infer, pb.ModelInferRequest, pb.ModelInferResponse),
             },
         )
 
 
-async def start_grpc_server(
-    plane: DataPlane, keys: ApiKeys, settings: Settings
-) -> tuple[grpc.aio.Server, int]:
+async def start_grpc_server(plane: DataPlane, keys: ApiKeys, settings: Settings) -> tuple[grpc.aio.Server, int]:
     """Start the v2 gRPC server on the running loop; returns it and its bound port."""
     limit = settings.limits.max_body_bytes
     options = [

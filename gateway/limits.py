@@ -88,7 +88,5 @@ class BodySizeLimit:
 async def _send_413(send: Any, limit: int) -> None:
     body = json.dumps({"error": f"request body exceeds {limit} bytes"}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send(
-        {"type": "http.response.start", "status": 413, "headers": headers + [(b"connection", b"close")]}
-    )
+    await send({"type": "http.response.start", "status": 413, "headers": [*headers, (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})

@@ -55,36 +55,24 @@ def validate_request(meta: ModelMetadata, inputs: list[InferTensor], outputs: It
     for tensor in inputs:
         spec = expected.get(tensor.name)
         if spec is None:
-            raise InvalidArgument(
-                f"unknown input {tensor.name!r} for model {meta.name!r}; expected {sorted(expected)}"
-            )
+            raise InvalidArgument(f"unknown input {tensor.name!r} for model {meta.name!r}; expected {sorted(expected)}")
         if tensor.name in seen:
             raise InvalidArgument(f"input {tensor.name!r} given twice")
         seen.add(tensor.name)
         if tensor.datatype != spec.datatype:
-            raise InvalidArgument(
-                f"input {tensor.name!r}: datatype {tensor.datatype}, expected {spec.datatype}"
-            )
+            raise InvalidArgument(f"input {tensor.name!r}: datatype {tensor.datatype}, expected {spec.datatype}")
         shape = list(tensor.shape)
-        if len(shape) != len(spec.shape) or any(
-            e not in (-1, g) for g, e in zip(shape, spec.shape, strict=True)
-        ):
-            raise InvalidArgument(
-                f"input {tensor.name!r}: shape {shape}, expected {list(spec.shape)} (-1: any)"
-            )
+        if len(shape) != len(spec.shape) or any(e not in (-1, g) for g, e in zip(shape, spec.shape, strict=True)):
+            raise InvalidArgument(f"input {tensor.name!r}: shape {shape}, expected {list(spec.shape)} (-1: any)")
         if tensor.data.size != math.prod(shape):
-            raise InvalidArgument(
-                f"input {tensor.name!r}: data has {tensor.data.size} elements, shape {shape}"
-            )
+            raise InvalidArgument(f"input {tensor.name!r}: data has {tensor.data.size} elements, shape {shape}")
     missing = sorted(set(expected) - seen)
     if missing:
         raise InvalidArgument(f"model {meta.name!r}: missing inputs {missing}")
     known = {t.name for t in meta.outputs}
     for name in outputs or ():
         if name not in known:
-            raise InvalidArgument(
-                f"unknown output {name!r} for model {meta.name!r}; expected {sorted(known)}"
-            )
+            raise InvalidArgument(f"unknown output {name!r} for model {meta.name!r}; expected {sorted(known)}")
 
 
 @dataclass

@@ -57,9 +57,7 @@ class _Job:
 class ShadowMirror:
     """Mirrors requests to the shadow backend off the request path; a full queue drops and counts."""
 
-    def __init__(
-        self, call: ShadowCall, metrics: Metrics, queue_size: int, workers: int, tolerance: float
-    ) -> None:
+    def __init__(self, call: ShadowCall, metrics: Metrics, queue_size: int, workers: int, tolerance: float) -> None:
         self.call = call
         self.metrics = metrics
         self.tolerance = tolerance
@@ -105,9 +103,7 @@ class ShadowMirror:
                 self.metrics.shadow_dropped.labels(job.model, "shadow_error").inc()
                 log.info(
                     "shadow call failed",
-                    extra={
-                        "fields": {"model": job.model, "backend": job.backend, "error": type(exc).__name__}
-                    },
+                    extra={"fields": {"model": job.model, "backend": job.backend, "error": type(exc).__name__}},
                 )
             finally:
                 self.queue.task_done()

@@ -32,9 +32,7 @@ def _served_by(response: Response, result: InferResult, start: float) -> Respons
     """Say who served it and how long each part took."""
     total_ms = (time.perf_counter() - start) * 1000
     response.headers["X-Backend"] = result.backend
-    response.headers["Server-Timing"] = (
-        f"gateway;dur={total_ms:.3f}, upstream;dur={result.upstream_s * 1000:.3f}"
-    )
+    response.headers["Server-Timing"] = f"gateway;dur={total_ms:.3f}, upstream;dur={result.upstream_s * 1000:.3f}"
     return response
 
 
@@ -70,7 +68,8 @@ async def ready(request: Request) -> Response:
 @router.get("/v2")
 async def server_metadata(request: Request) -> Response:
     """Gateway name, version and extensions."""
-    return _json(_plane(request).server_metadata())
+    meta = _plane(request).server_metadata()
+    return _json({"name": meta.name, "version": meta.version, "extensions": list(meta.extensions)})
 
 
 @router.get("/v2/models/{model}")
@@ -98,8 +97,9 @@ def metadata_json(meta: ModelMetadata) -> dict[str, Any]:
 @router.get("/v2/models/{model}/ready")
 @router.get("/v2/models/{model}/versions/{version}/ready")
 async def model_ready(request: Request, model: str, version: str | None = None) -> Response:
-    """200 ready, 503 not ready, 404 unknown."""
-    return Response(status_code=200 if _plane(request).model_ready(model, version) else 503)
+    """200 ready, 503 not ready, 404 unknown; with `X-Backend`, whether that stack serves it."""
+    pin = request.headers.get("x-backend") or None
+    return Response(status_code=200 if _plane(request).model_ready(model, version, pin) else 503)
 
 
 @router.post("/v2/models/{model}/infer")
@@ -134,17 +134,11 @@ async def tf_predict(request: Request, model: str, version: str | None = None) -
     if "instances" in payload:
         rows, form = payload["instances"], "row"
         columns = (
-            {n: [r[n] for r in rows] for n in spec}
-            if rows and isinstance(rows[0], dict)
-            else {next(iter(spec)): rows}
+            {n: [r[n] for r in rows] for n in spec} if rows and isinstance(rows[0], dict) else {next(iter(spec)): rows}
         )
     elif "inputs" in payload:
         form = "columnar"
-        columns = (
-            payload["inputs"]
-            if isinstance(payload["inputs"], dict)
-            else {next(iter(spec)): payload["inputs"]}
-        )
+        columns = payload["inputs"] if isinstance(payload["inputs"], dict) else {next(iter(spec)): payload["inputs"]}
     else:
         raise InvalidArgument("body needs 'instances' or 'inputs'")
     inputs = []
@@ -158,12 +152,12 @@ async def tf_predict(request: Request, model: str, version: str | None = None) -
         inputs.append(decode_json(name, spec[name].datatype, shape, value))
     result = await plane.infer(_core_request(request, model, version, inputs, None))
     outputs = {t.name: t.data.tolist() for t in result.outputs}
+    body: dict[str, Any]
     if form == "row":
         names = list(outputs)
         body = {
             "predictions": [
-                dict(zip(names, values, strict=True))
-                for values in zip(*(outputs[n] for n in names), strict=True)
+                dict(zip(names, values, strict=True)) for values in zip(*(outputs[n] for n in names), strict=True)
             ]
         }
     else:

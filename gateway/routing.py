@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.errors import InvalidArgument, Unavailable
 from gateway.settings import BACKENDS, Route
@@ -25,7 +26,7 @@ def sticky_fraction(key: str) -> float:
     return int.from_bytes(digest, "big") / 2.0**64
 
 
-def pick_weighted(weights: Mapping[str, float], candidates: Sequence[str], u: float) -> str:
+def pick_weighted(weights: Mapping[Any, float], candidates: Sequence[str], u: float) -> str:
     """The candidate whose cumulative weight band holds `u` (u in [0, 1))."""
     chosen = [b for b in candidates if weights.get(b, 0.0) > 0]
     if not chosen:

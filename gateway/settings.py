@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -46,11 +46,11 @@ class Route(_Section):
     """Routing policy: pin to `backend`, split by `weights`, shadow to the other, or failover to it."""
     backend: BackendName = "torchserve"
     """Default backend for `pin`; primary for `shadow` and `failover`."""
-    weights: dict[BackendName, float] = Field(default_factory=lambda: {"torchserve": 0.5, "tfserving": 0.5})
+    weights: dict[BackendName, float] = Field(default_factory=lambda: dict.fromkeys(BACKENDS, 0.5))
     """Traffic share per backend for `split` (normalised; need not sum to 1)."""
     sticky_header: str | None = None
     """For `split`: a header (gRPC metadata key) whose value is hashed so one key always hits one backend."""
-    timeout_s: float = Field(10.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
     """Deadline for the whole request including a failover retry; past it the client gets 504."""
     versions: list[str] = Field(default_factory=lambda: ["1"])
     """Versions exposed on the v2 API; another version is a 404."""
@@ -76,15 +76,15 @@ class BackendSettings(_Section):
     """Base URL of the backend's REST inference API."""
     grpc_target: str = "127.0.0.1:7070"
     """host:port of the backend's gRPC inference API."""
-    timeout_s: float = Field(5.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0)
     """Per-attempt timeout of one upstream call (the route deadline caps it)."""
-    max_in_flight: int = Field(64, ge=1)
+    max_in_flight: int = Field(default=64, ge=1)
     """Concurrent upstream calls allowed to this backend."""
-    max_queue: int = Field(64, ge=0)
+    max_queue: int = Field(default=64, ge=0)
     """Requests allowed to wait for an in-flight slot; beyond that they get 429 at once."""
-    queue_timeout_s: float = Field(0.5, ge=0)
+    queue_timeout_s: float = Field(default=0.5, ge=0)
     """Longest wait for an in-flight slot before 429."""
-    pool_size: int = Field(100, ge=1)
+    pool_size: int = Field(default=100, ge=1)
     """Connections in the pooled HTTP client (REST protocol)."""
 
 
@@ -92,9 +92,9 @@ class TorchServeSettings(BackendSettings):
     """TorchServe: token auth from its key file."""
 
     key_file: Path | None = None
-    """TorchServe's key_file.json (inference key is sent as Bearer; re-read on 401). None: no auth."""
+    """TorchServe's key_file.json (inference key sent as Bearer; re-read when TorchServe rejects it). None: no auth."""
     version_format: str = "{version}.0"
-    """How a v2 model version maps to a TorchServe archive version (`make export` writes '<v>.0')."""
+    """How a v2 model version maps to a TorchServe archive version (`make export` writes '<v>.0'; TF says <v>)."""
 
 
 class TFServingSettings(BackendSettings):
@@ -118,25 +118,25 @@ class BackendsSettings(_Section):
 class LimitsSettings(_Section):
     """Protection for the gateway and the backends."""
 
-    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     """Largest request body accepted (413 before reading more)."""
-    retry_after_s: int = Field(1, ge=0)
+    retry_after_s: int = Field(default=1, ge=0)
     """Retry-After sent with 429."""
     api_keys: list[SecretStr] = Field(default_factory=list)
     """Accepted ingress API keys (Bearer); empty together with api_key_file means no auth."""
     api_key_file: Path | None = None
     """File with one accepted API key per line."""
-    breaker_failures: int = Field(5, ge=1)
+    breaker_failures: int = Field(default=5, ge=1)
     """Consecutive failures that open a backend's circuit."""
-    breaker_cooldown_s: float = Field(5.0, gt=0)
+    breaker_cooldown_s: float = Field(default=5.0, gt=0)
     """Time an open circuit waits before a half-open probe."""
-    health_interval_s: float = Field(2.0, gt=0)
+    health_interval_s: float = Field(default=2.0, gt=0)
     """Period of active backend health checks."""
-    shadow_queue_size: int = Field(64, ge=1)
+    shadow_queue_size: int = Field(default=64, ge=1)
     """Mirrored requests waiting for the shadow worker; more are dropped and counted."""
-    shadow_workers: int = Field(2, ge=1)
+    shadow_workers: int = Field(default=2, ge=1)
     """Concurrent mirrored requests."""
-    shadow_tolerance: float = Field(1e-3, ge=0)
+    shadow_tolerance: float = Field(default=1e-3, ge=0)
     """Largest absolute output difference that still counts as a match."""
 
 
@@ -160,10 +160,12 @@ class ServerSettings(_Section):
     """REST port."""
     grpc_port: int | None = 8001
     """gRPC port (0: any free port; None: no gRPC server)."""
-    workers: int = Field(1, ge=1)
+    workers: int = Field(default=1, ge=1)
     """Worker processes; each runs REST and gRPC (gRPC shares the port through SO_REUSEPORT)."""
-    graceful_timeout_s: float = Field(10.0, ge=0)
-    """On SIGTERM, time given to in-flight requests before they are cut."""
+    drain_delay_s: float = Field(default=1.0, ge=0)
+    """On SIGTERM, time readiness reports 503 while requests are still served (load balancers stop sending)."""
+    graceful_timeout_s: float = Field(default=10.0, ge=0)
+    """After the drain delay, time given to in-flight requests (REST, then gRPC) before they are cut."""
 
 
 class Settings(BaseSettings):

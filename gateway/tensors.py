@@ -61,9 +61,7 @@ def numpy_dtype(name: str, datatype: str) -> np.dtype[Any]:
 def check_shape(name: str, shape: Any) -> list[int]:
     """A validated shape: a list of non-negative ints."""
     if not isinstance(shape, list | tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise InvalidArgument(
-            f"tensor {name!r}: shape must be a list of non-negative integers, got {shape!r}"
-        )
+        raise InvalidArgument(f"tensor {name!r}: shape must be a list of non-negative integers, got {shape!r}")
     return [int(d) for d in shape]
 
 
@@ -93,9 +91,7 @@ def decode_json(name: str, datatype: str, shape: Any, data: Any) -> InferTensor:
     flat = _flatten(data)
     expected = math.prod(dims)
     if len(flat) != expected:
-        raise InvalidArgument(
-            f"tensor {name!r}: shape {dims} needs {expected} elements, data has {len(flat)}"
-        )
+        raise InvalidArgument(f"tensor {name!r}: shape {dims} needs {expected} elements, data has {len(flat)}")
     try:
         if datatype == "BYTES":
             items = [x.encode() if isinstance(x, str) else bytes(x) for x in flat]

@@ -76,9 +76,7 @@ class Backend(abc.ABC):
         """Protocol-specific inference."""
 
     @abc.abstractmethod
-    async def metadata(
-        self, model: str, version: str | None, declared: ModelMetadata | None
-    ) -> ModelMetadata:
+    async def metadata(self, model: str, version: str | None, declared: ModelMetadata | None) -> ModelMetadata:
         """What this backend says the model looks like (TorchServe: the declared signature, probed)."""
 
     @abc.abstractmethod

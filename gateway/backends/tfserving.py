@@ -72,11 +72,7 @@ def from_tensor_proto(name: str, proto: tf_pb2.TensorProto) -> InferTensor:
             "FP16": "half_val",
         }
         values = list(getattr(proto, field.get(datatype, "int_val")))
-        array = (
-            np.array(values, dtype=np.uint16).view(np.float16)
-            if datatype == "FP16"
-            else np.array(values, dtype)
-        )
+        array = np.array(values, dtype=np.uint16).view(np.float16) if datatype == "FP16" else np.array(values, dtype)
         if array.size == 1 and int(np.prod(shape)) > 1:  # TF's shorthand: one value fills the tensor
             array = np.full(int(np.prod(shape)), array[0], dtype)
     return InferTensor(name, datatype, shape, array.reshape(shape))
@@ -124,9 +120,7 @@ class TFServingBackend(Backend):
             request = tf_pb2.PredictRequest(model_spec=self._spec(model, version))
             for tensor in inputs:
                 request.inputs[tensor.name].CopyFrom(to_tensor_proto(tensor))
-            response = await self._predict(
-                request, timeout=timeout_s, metadata=[("x-request-id", request_id)]
-            )
+            response = await self._predict(request, timeout=timeout_s, metadata=[("x-request-id", request_id)])
             return [from_tensor_proto(name, proto) for name, proto in sorted(response.outputs.items())]
         body = {
             "signature_name": self.settings.signature_name,
@@ -143,14 +137,9 @@ class TFServingBackend(Backend):
         outputs = json.loads(raw)["outputs"]
         if not isinstance(outputs, dict):  # TF Serving drops the name when the signature has one output
             raise UpstreamError("single unnamed output; the gateway needs named outputs", backend=self.name)
-        return [
-            InferTensor.from_numpy(name, np.asarray(v, dtype=np.float32))
-            for name, v in sorted(outputs.items())
-        ]
+        return [InferTensor.from_numpy(name, np.asarray(v, dtype=np.float32)) for name, v in sorted(outputs.items())]
 
-    async def metadata(
-        self, model: str, version: str | None, declared: ModelMetadata | None
-    ) -> ModelMetadata:
+    async def metadata(self, model: str, version: str | None, declared: ModelMetadata | None) -> ModelMetadata:
         """The serving signature from GetModelMetadata (gRPC) or `/metadata` (REST)."""
         if self.settings.protocol == "grpc":
             request = tf_pb2.GetModelMetadataRequest(

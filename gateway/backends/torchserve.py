@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 
 # Our messages live in a private proto package; only the method path and field numbers go on the wire.
 SERVICE = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/"
+# TorchServe 0.12 answers a bad or expired key with PERMISSION_DENIED over gRPC (UNAUTHENTICATED kept for safety).
+AUTH_CODES = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+
+
+def auth_failed(status: int, body: bytes) -> bool:
+    """Whether TorchServe rejected our key: 401, or 0.12's `400 {"type": "InvalidKeyException"}`."""
+    return status == 401 or (status == 400 and b"InvalidKeyException" in body)
 
 
 class TorchServeBackend(Backend):
@@ -34,6 +41,8 @@ class TorchServeBackend(Backend):
     def __init__(self, settings: TorchServeSettings) -> None:
         super().__init__(settings)
         self._token: str | None = None
+        self._probes: dict[str, tuple[str | None, list[InferTensor]]] = {}
+        """Per model: the version and batch-of-1 input that proved its signature, reused as health check."""
 
     async def start(self) -> None:
         await super().start()
@@ -42,7 +51,7 @@ class TorchServeBackend(Backend):
             request_serializer=ts_pb2.PredictionsRequest.SerializeToString,
             response_deserializer=ts_pb2.PredictionResponse.FromString,
         )
-        self._ping = self.grpc.unary_unary(
+        self._ping_rpc = self.grpc.unary_unary(
             SERVICE + "Ping",
             request_serializer=empty_pb2.Empty.SerializeToString,
             response_deserializer=ts_pb2.TorchServeHealthResponse.FromString,
@@ -73,7 +82,7 @@ class TorchServeBackend(Backend):
             payload = np.ascontiguousarray(inputs[0].data, dtype="<f4").tobytes()
         else:
             payload = json.dumps({"inputs": {t.name: t.data.tolist() for t in inputs}}).encode()
-        for attempt in (0, 1):  # second attempt only after a 401 with a freshly read key
+        for attempt in (0, 1):  # second attempt only after an auth failure, with a freshly read key
             token = self.token(reload=attempt == 1)
             if self.settings.protocol == "grpc":
                 status, body = await self._grpc_call(
@@ -81,10 +90,16 @@ class TorchServeBackend(Backend):
                 )
             else:
                 status, body = await self._rest_call(model, version, payload, raw, token, request_id)
-            if status != 401:
+            if not auth_failed(status, body):
                 break
             log.warning(
-                "torchserve answered 401; re-reading the key file", extra={"fields": {"model": model}}
+                "torchserve rejected the inference key; re-reading the key file",
+                extra={"fields": {"model": model, "attempt": attempt}},
+            )
+        else:  # still rejected with the key just read: our credentials, never the client's mistake
+            raise UpstreamError(
+                f"inference key rejected (HTTP {status}) even after re-reading {self.settings.key_file}",
+                backend=self.name,
             )
         if status != 200:
             raise map_http_error(self.name, status, body.decode("utf-8", "replace"))
@@ -122,19 +137,18 @@ class TorchServeBackend(Backend):
         try:
             response = await self._predict(request, timeout=timeout_s, metadata=metadata)
         except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+            if err.code() in AUTH_CODES:
                 return 401, b""
             raise map_grpc_error(self.name, err) from None
         return 200, response.prediction
 
-    async def metadata(
-        self, model: str, version: str | None, declared: ModelMetadata | None
-    ) -> ModelMetadata:
-        """TorchServe reports no signature: take the declared one and prove it with a batch-of-1 probe."""
+    async def metadata(self, model: str, version: str | None, declared: ModelMetadata | None) -> ModelMetadata:
+        """TorchServe reports no signature: take the declared one and prove it with a batch-of-1 probe.
+
+        The probe asks for `version` through `version_format`, so a wrong mapping fails here, not later.
+        """
         if declared is None:
-            raise UpstreamError(
-                "TorchServe reports no signature; declare one in the route", backend=self.name
-            )
+            raise UpstreamError("TorchServe reports no signature; declare one in the route", backend=self.name)
         probe = [
             InferTensor(
                 t.name,
@@ -144,39 +158,46 @@ class TorchServeBackend(Backend):
             )
             for t in declared.inputs
         ]
-        outputs = await self.infer(
-            model, None, probe, timeout_s=self.settings.timeout_s * 4, request_id="probe"
-        )
+        outputs = await self.infer(model, version, probe, timeout_s=self.settings.timeout_s * 4, request_id="probe")
+        self._probes[model] = (version, probe)
         got = tuple(TensorMeta(o.name, o.datatype, (-1, *o.shape[1:])) for o in outputs)
         return ModelMetadata(model, declared.versions, "pytorch_torchserve", declared.inputs, got)
 
     async def healthy(self, model: str) -> bool:
-        """`/ping` (REST) or `Ping` (gRPC), with the key; a 401 re-reads the key file once (model unused)."""
+        """The model answers its batch-of-1 probe (`/ping` says Healthy even while a worker crash-loops).
+
+        Before metadata was fetched there is no probe yet: then `/ping` (REST) or `Ping` (gRPC) decides.
+        """
         try:
-            for attempt in (0, 1):
-                token = self.token(reload=attempt == 1)
-                if self.settings.protocol == "grpc":
-                    md = [("authorization", f"Bearer {token}")] if token else []
-                    try:
-                        reply = await self._ping(
-                            empty_pb2.Empty(), timeout=self.settings.timeout_s, metadata=md
-                        )
-                    except grpc.aio.AioRpcError as err:
-                        if err.code() == grpc.StatusCode.UNAUTHENTICATED:
-                            continue
-                        return False
-                    return "healthy" in reply.health.lower()
-                headers = {"Authorization": f"Bearer {token}"} if token else {}
-                async with self.http.get(
-                    f"{self.settings.rest_url}/ping",
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
-                ) as resp:
-                    if resp.status == 401:
-                        continue
-                    return resp.status == 200
+            if model in self._probes:
+                version, probe = self._probes[model]
+                await self.infer(model, version, probe, timeout_s=self.settings.timeout_s, request_id="health")
+                return True
+            return await self._ping()
         except Exception:  # a health check reports, it never raises
             return False
+
+    async def _ping(self) -> bool:
+        for attempt in (0, 1):  # the second attempt re-reads a rejected key
+            token = self.token(reload=attempt == 1)
+            if self.settings.protocol == "grpc":
+                md = [("authorization", f"Bearer {token}")] if token else []
+                try:
+                    reply = await self._ping_rpc(empty_pb2.Empty(), timeout=self.settings.timeout_s, metadata=md)
+                except grpc.aio.AioRpcError as err:
+                    if err.code() in AUTH_CODES:
+                        continue
+                    return False
+                return "healthy" in reply.health.lower()
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            async with self.http.get(
+                f"{self.settings.rest_url}/ping",
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
+            ) as resp:
+                if auth_failed(resp.status, await resp.read()):
+                    continue
+                return resp.status == 200
         return False
 
 
@@ -189,6 +210,4 @@ def _parse_outputs(answer: Any) -> list[InferTensor]:
         columns = {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
     else:
         raise UpstreamError("unexpected answer: no 'outputs' or 'predictions'", backend="torchserve")
-    return [
-        InferTensor.from_numpy(name, np.asarray(values, dtype=np.float32)) for name, values in columns.items()
-    ]
+    return [InferTensor.from_numpy(name, np.asarray(values, dtype=np.float32)) for name, values in columns.items()]

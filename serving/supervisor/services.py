@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.supervisor import standin, torchserve
+from serving.supervisor import gateway, standin, torchserve
 from serving.supervisor.layout import Layout
 from serving.supervisor.processes import Launch
 from serving.supervisor.readiness import ProbeResult
@@ -68,9 +68,18 @@ SERVICES: dict[str, Service] = {
             usage=standin.usage,
             kind=standin.KIND,
         ),
+        Service(
+            name=gateway.NAME,
+            label=gateway.LABEL,
+            ports=gateway.ports,
+            prepare=gateway.prepare,
+            ready=gateway.readiness,
+            usage=gateway.usage,
+        ),
     )
 }
-DEFAULT_SERVICES = (torchserve.NAME, standin.NAME)
+# The gateway last: it starts beside the backends and becomes ready once they answer.
+DEFAULT_SERVICES = (torchserve.NAME, standin.NAME, gateway.NAME)
 
 
 def resolve(names: Iterable[str], registry: Mapping[str, Service] = SERVICES) -> list[Service]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_harness import FaultBackend  # noqa: E402
+from gateway_harness import FaultBackend
 
 
 @pytest.fixture

@@ -58,14 +58,10 @@ class FaultBackend(Backend):
             await asyncio.sleep(self.delay_s)
         if self.fail:
             raise UpstreamError("HTTP 503: injected", backend=self.name)
-        x = inputs[0].data.reshape(inputs[0].shape[0], -1)[:, :10].astype(np.float32) + np.float32(
-            self.offset
-        )
+        x = inputs[0].data.reshape(inputs[0].shape[0], -1)[:, :10].astype(np.float32) + np.float32(self.offset)
         return [InferTensor.from_numpy("logits", x), InferTensor.from_numpy("probabilities", x / 2)]
 
-    async def metadata(
-        self, model: str, version: str | None, declared: ModelMetadata | None
-    ) -> ModelMetadata:
+    async def metadata(self, model: str, version: str | None, declared: ModelMetadata | None) -> ModelMetadata:
         return self.meta
 
     async def healthy(self, model: str) -> bool:

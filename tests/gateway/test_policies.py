@@ -12,9 +12,7 @@ from gateway_harness import FaultBackend, fault_settings, serve
 from gateway.settings import BackendSettings, Settings
 
 X = np.ones((1, 1, 8, 8), dtype=np.float32)
-BODY = {
-    "inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": X.reshape(-1).tolist()}]
-}
+BODY = {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": X.reshape(-1).tolist()}]}
 
 
 def infer(gw, **headers: str) -> requests.Response:  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -11,6 +12,9 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from gateway._generated import twinserve_kserve_pb2 as kserve
 from gateway._generated import twinserve_tfserving_pb2 as tfs
 from gateway._generated import twinserve_torchserve_pb2 as ts
+
+GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
+PROTOS, GENERATED = GATEWAY / "protos", GATEWAY / "_generated"
 
 
 def wire_shape(desc: Descriptor, seen: set[str] | None = None) -> dict[int, object]:
@@ -76,9 +80,8 @@ def _assert_subset(mine: dict[int, object], official: dict[int, object], where: 
     for number, (ftype, repeated, nested) in mine.items():  # type: ignore[misc]
         assert number in official, f"{where}: field {number} not in the public proto"
         otype, orepeated, onested = official[number]  # type: ignore[misc]
-        otype = VARINT_SAME.get(otype, otype)
-        ftype = VARINT_SAME.get(ftype, ftype)
-        assert (ftype, repeated) == (otype, orepeated), f"{where}: field {number} differs"
+        same = (VARINT_SAME.get(ftype, ftype), repeated) == (VARINT_SAME.get(otype, otype), orepeated)
+        assert same, f"{where}: field {number} differs"
         if nested is not None:
             _assert_subset(nested, onested, f"{where}.{number}")
 
@@ -112,3 +115,16 @@ def test_gateway_imports_neither_torch_nor_tensorflow() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_committed_generated_code_matches_the_protos(tmp_path: Path) -> None:
+    """gateway/_generated is committed (CI needs no protoc): it must be what protoc makes of gateway/protos."""
+    pytest.importorskip("grpc_tools")
+    protos = sorted(PROTOS.glob("*.proto"))
+    command = [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", f"--python_out={tmp_path}"]
+    subprocess.run([*command, f"--pyi_out={tmp_path}", *map(str, protos)], check=True, timeout=120)
+    made = sorted(p.name for p in tmp_path.iterdir())
+    committed = sorted(p.name for p in GENERATED.iterdir() if p.name.endswith(("_pb2.py", "_pb2.pyi")))
+    assert made == committed and len(made) == 2 * len(protos)
+    stale = [name for name in made if (tmp_path / name).read_bytes() != (GENERATED / name).read_bytes()]
+    assert not stale, f"regenerate with `make protos`: {stale} differ from gateway/protos"

@@ -44,14 +44,9 @@ def test_health_metadata_and_who_served(gw) -> None:  # type: ignore[no-untyped-
     r = requests.post(gw.url + "/v2/models/digits/infer", json=body(), headers={"X-Request-ID": "abc-1"})
     assert r.status_code == 200, r.text
     assert r.headers["X-Backend"] == "torchserve" and r.headers["X-Request-ID"] == "abc-1"
-    assert (
-        r.headers["Server-Timing"].startswith("gateway;dur=")
-        and "upstream;dur=" in r.headers["Server-Timing"]
-    )
+    assert r.headers["Server-Timing"].startswith("gateway;dur=") and "upstream;dur=" in r.headers["Server-Timing"]
     out = {o["name"]: o for o in r.json()["outputs"]}
-    np.testing.assert_allclose(
-        np.reshape(out["logits"]["data"], (2, 10)), X.reshape(2, -1)[:, :10], rtol=1e-6
-    )
+    np.testing.assert_allclose(np.reshape(out["logits"]["data"], (2, 10)), X.reshape(2, -1)[:, :10], rtol=1e-6)
 
 
 def test_pin_header_and_flat_data(gw) -> None:  # type: ignore[no-untyped-def]
@@ -62,10 +57,7 @@ def test_pin_header_and_flat_data(gw) -> None:  # type: ignore[no-untyped-def]
     )
     assert r.status_code == 200 and r.headers["X-Backend"] == "tfserving"
     assert (
-        requests.post(
-            gw.url + "/v2/models/digits/infer", json=body(), headers={"X-Backend": "onnx"}
-        ).status_code
-        == 400
+        requests.post(gw.url + "/v2/models/digits/infer", json=body(), headers={"X-Backend": "onnx"}).status_code == 400
     )
 
 
@@ -113,9 +105,7 @@ def test_binary_extension_with_tritonclient(gw) -> None:  # type: ignore[no-unty
     ]
     result = client.infer("digits", [inp], outputs=outs, headers={"X-Backend": "tfserving"})
     np.testing.assert_allclose(result.as_numpy("logits"), X.reshape(2, -1)[:, :10] + 0.5, rtol=1e-6)
-    np.testing.assert_allclose(
-        result.as_numpy("probabilities"), (X.reshape(2, -1)[:, :10] + 0.5) / 2, rtol=1e-6
-    )
+    np.testing.assert_allclose(result.as_numpy("probabilities"), (X.reshape(2, -1)[:, :10] + 0.5) / 2, rtol=1e-6)
     inp.set_data_from_numpy(X, binary_data=False)
     assert client.infer("digits", [inp]).as_numpy("logits").shape == (2, 10)
 
@@ -147,9 +137,7 @@ def test_tf_serving_row_format(gw) -> None:  # type: ignore[no-untyped-def]
     assert set(r.json()["predictions"][0]) == {"logits", "probabilities"}
     r = requests.post(gw.url + "/v1/models/digits/versions/1:predict", json={"inputs": {"input": X.tolist()}})
     assert np.shape(r.json()["outputs"]["logits"]) == (2, 10)
-    assert (
-        requests.post(gw.url + "/v1/models/digits:predict", json={"instances": [[1, 2]]}).status_code == 400
-    )
+    assert requests.post(gw.url + "/v1/models/digits:predict", json={"instances": [[1, 2]]}).status_code == 400
 
 
 def test_metrics_exported(gw) -> None:  # type: ignore[no-untyped-def]

@@ -78,7 +78,5 @@ def test_json_errors_name_the_tensor(datatype: str, shape: list[int], data: obje
 
 
 def test_binary_size_mismatch_names_expected_bytes() -> None:
-    with pytest.raises(
-        InvalidArgument, match=r"tensor 'x': FP32 shape \[2\] needs 8 bytes, binary data has 4"
-    ):
+    with pytest.raises(InvalidArgument, match=r"tensor 'x': FP32 shape \[2\] needs 8 bytes, binary data has 4"):
         decode_binary("x", "FP32", [2], b"\0" * 4)

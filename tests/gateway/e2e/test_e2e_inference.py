@@ -57,9 +57,7 @@ def test_every_rest_endpoint(stacks: Stacks, samples: dict[str, np.ndarray]) -> 
             r = requests.post(gw.url + "/v1/models/digits:predict", json=body, headers={"X-Backend": backend})
             assert r.status_code == 200 and r.headers["X-Backend"] == backend, r.text
             n = len(body["instances"])
-            np.testing.assert_allclose(
-                [p["logits"] for p in r.json()["predictions"]], samples["logits"][:n], atol=ATOL
-            )
+            np.testing.assert_allclose([p["logits"] for p in r.json()["predictions"]], samples["logits"][:n], atol=ATOL)
         bad = {"inputs": [{"name": "input", "shape": [1, 3, 8, 8], "datatype": "FP32", "data": [0.0] * 192}]}
         r = requests.post(gw.url + "/v2/models/digits/infer", json=bad)
         assert r.status_code == 400 and "expected [-1, 1, 8, 8]" in r.json()["error"]

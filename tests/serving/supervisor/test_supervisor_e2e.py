@@ -70,9 +70,10 @@ def test_up_reports_both_services_ready(stack_up: tuple[Path, subprocess.Complet
     run_dir, up = stack_up
     assert up.returncode == 0, up.stdout + up.stderr
     assert "TorchServe: ready" in up.stdout and "TF Serving stand-in: ready" in up.stdout
+    assert "Gateway: ready" in up.stdout
     state = json.loads((run_dir / "state.json").read_text())
     assert state["tf_side"] == "standin"
-    assert set(state["services"]) == {"torchserve", "tfserving"}
+    assert set(state["services"]) == {"torchserve", "tfserving", "gateway"}
 
 
 def test_printed_curl_commands_work(stack_up: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
@@ -86,6 +87,27 @@ def test_printed_curl_commands_work(stack_up: tuple[Path, subprocess.CompletedPr
         )
         assert done.returncode == 0, f"{command}\n{done.stderr}"
         assert len(json.loads(done.stdout)["predictions"]) >= 1
+
+
+def test_printed_gateway_curl_commands_work(stack_up: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    _, up = stack_up
+    commands = [line.strip() for line in up.stdout.splitlines() if "/v2/models/digits/infer" in line]
+    assert len(commands) == 3, up.stdout  # one routed by policy, one pinned to each stack
+    for command in commands:
+        done = subprocess.run(
+            ["bash", "-c", command + " -f -D /dev/stderr"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+        answer = json.loads(done.stdout)
+        assert answer["model_version"] == "1" and {o["name"] for o in answer["outputs"]} == {"logits", "probabilities"}
+        for backend in ("torchserve", "tfserving"):
+            if f"X-Backend: {backend}" in command:
+                assert f"x-backend: {backend}" in done.stderr.lower()
 
 
 def test_token_not_in_output(stack_up: tuple[Path, subprocess.CompletedProcess[str]]) -> None:

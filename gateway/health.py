@@ -1,0 +1,103 @@
+"""Active health checks: per model and backend, every `health_interval_s`; they feed breakers and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from gateway.backends.base import Backend
+from gateway.breaker import CircuitBreaker
+from gateway.metadata import MetadataRegistry, ModelMetadata, TensorMeta
+from gateway.settings import Route
+
+log = logging.getLogger(__name__)
+
+
+def declared_metadata(name: str, route: Route) -> ModelMetadata | None:
+    """The signature declared in the routes file, as ModelMetadata."""
+    if route.signature is None:
+        return None
+    inputs = tuple(TensorMeta(t.name, t.datatype, tuple(t.shape)) for t in route.signature.inputs)
+    outputs = tuple(TensorMeta(t.name, t.datatype, tuple(t.shape)) for t in route.signature.outputs)
+    return ModelMetadata(name, tuple(route.versions), "declared", inputs, outputs)
+
+
+class HealthMonitor:
+    """Keeps `registry` true to what each backend can serve now.
+
+    A model whose probe fails on a backend stops being routed there at once (TorchServe's `/ping` stays
+    Healthy while a model's worker crash-loops, so only a per-model probe tells); the backend's breaker
+    hears whether any of its models answered. A backend missing for some model is re-fetched each round,
+    so it comes back by itself once it answers again.
+    """
+
+    def __init__(
+        self,
+        backends: Mapping[str, Backend],
+        breakers: Mapping[str, CircuitBreaker],
+        registry: MetadataRegistry,
+        routes: Mapping[str, Route],
+        interval_s: float,
+    ) -> None:
+        self.backends = backends
+        self.breakers = breakers
+        self.registry = registry
+        self.routes = routes
+        self.interval_s = interval_s
+        self.rounds = 0
+        """Completed check rounds (tests wait on it)."""
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Run the check loop in the background (inside the running loop)."""
+        self._task = asyncio.create_task(self._loop(), name="health")
+
+    async def close(self) -> None:
+        """Stop the loop."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def refresh_metadata(self) -> None:
+        """Fetch every routed model's metadata from every backend and recompute agreement."""
+
+        def fetcher(backend: Backend):  # type: ignore[no-untyped-def]
+            async def fetch(model: str, version: str) -> ModelMetadata:
+                return await backend.metadata(model, version, declared_metadata(model, self.routes[model]))
+
+            return fetch
+
+        await self.registry.refresh({name: fetcher(b) for name, b in self.backends.items()})
+        for state in self.registry.models.values():
+            if not state.ready or state.reason:
+                log.warning(
+                    "model metadata",
+                    extra={"fields": {"model": state.name, "ready": state.ready, "reason": state.reason}},
+                )
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.check()
+            except Exception:  # the loop must survive anything a check throws
+                log.exception("health check failed")
+            self.rounds += 1
+
+    async def check(self) -> None:
+        """One round: probe every (backend, model), update breakers and who serves what, re-fetch the missing."""
+        failed: list[tuple[str, str]] = []
+        for name, backend in self.backends.items():
+            results = {model: await backend.healthy(model) for model in self.registry.models}
+            self.breakers[name].health_result(any(results.values()) if results else True)
+            failed += [(model, name) for model, ok in results.items() if not ok]
+            for model, ok in results.items():
+                if not ok and name in self.registry.models[model].backends:
+                    log.warning("model unhealthy", extra={"fields": {"model": model, "backend": name}})
+        if any(set(s.backends) != set(self.backends) for s in self.registry.models.values()):
+            await self.refresh_metadata()
+        for model, name in failed:  # metadata may still answer while inference fails: the probe decides
+            state = self.registry.models[model]
+            if state.backends.pop(name, None) is not None or not state.backends:
+                state.reason = f"{name}: health probe failed"

@@ -1,0 +1,88 @@
+"""One guarded upstream call: the backend's circuit breaker, its in-flight limit, timeout and metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from gateway.backends.base import Backend
+from gateway.breaker import STATE_VALUE, CircuitBreaker
+from gateway.errors import GatewayError, InvalidArgument, Unavailable, UpstreamError, UpstreamTimeout
+from gateway.limits import InFlightLimiter
+from gateway.settings import LimitsSettings
+from gateway.telemetry import Metrics
+from gateway.tensors import InferTensor
+
+
+class Upstreams:
+    """The backends with a breaker and an in-flight limiter each; every inference goes through `call`."""
+
+    def __init__(self, backends: Mapping[str, Backend], limits: LimitsSettings, metrics: Metrics) -> None:
+        self.backends = backends
+        self.metrics = metrics
+        self.breakers = {name: self._breaker(name, limits) for name in backends}
+        self.limiters = {
+            name: InFlightLimiter(
+                name, b.settings.max_in_flight, b.settings.max_queue, b.settings.queue_timeout_s, limits.retry_after_s
+            )
+            for name, b in backends.items()
+        }
+        for name in backends:
+            metrics.circuit_state.labels(name).set(0)
+
+    def _breaker(self, name: str, limits: LimitsSettings) -> CircuitBreaker:
+        gauge = self.metrics.circuit_state.labels(name)
+        return CircuitBreaker(
+            limits.breaker_failures, limits.breaker_cooldown_s, on_change=lambda s: gauge.set(STATE_VALUE[s])
+        )
+
+    async def call(
+        self,
+        model: str,
+        backend: str,
+        version: str | None,
+        inputs: list[InferTensor],
+        request_id: str,
+        deadline: float | None = None,
+    ) -> list[InferTensor]:
+        """One upstream call through the backend's breaker and in-flight limit, capped by `deadline`."""
+        breaker = self.breakers[backend]
+        if not breaker.allow():
+            raise Unavailable(f"circuit open for {backend}", backend=backend)
+        client = self.backends[backend]
+        timeout = client.settings.timeout_s
+        if deadline is not None:
+            timeout = min(timeout, max(deadline - time.monotonic(), 0.001))
+        t0 = time.perf_counter()
+        outcome = "error"
+        try:
+            async with self.limiters[backend].slot():
+                gauge = self.metrics.in_flight.labels(backend)
+                gauge.inc()
+                try:
+                    outputs = await client.infer(model, version, inputs, timeout_s=timeout, request_id=request_id)
+                finally:
+                    gauge.dec()
+            outcome = "ok"
+            breaker.record_success()
+            return outputs
+        except (UpstreamError, UpstreamTimeout) as exc:
+            outcome = exc.reason
+            breaker.record_failure()
+            raise
+        except InvalidArgument:
+            outcome = "invalid_argument"
+            breaker.record_success()  # the backend answered: it is healthy, the request was not
+            raise
+        except GatewayError as exc:
+            outcome = exc.reason
+            breaker.release_probe()  # never reached the backend (overloaded)
+            raise
+        finally:
+            self.metrics.upstream_duration.labels(model, backend, outcome).observe(time.perf_counter() - t0)
+
+    async def shadow_call(
+        self, model: str, backend: str, version: str | None, inputs: list[InferTensor], request_id: str
+    ) -> list[InferTensor]:
+        """A mirrored call: same guards, the backend's own timeout."""
+        return await self.call(model, backend, version, inputs, request_id)

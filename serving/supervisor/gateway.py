@@ -1,0 +1,107 @@
+"""The gateway natively: `python -m gateway` in front of TorchServe and the TF side, configured by TWINSERVE_*."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+
+from serving.supervisor import standin, torchserve
+from serving.supervisor.errors import PreflightError
+from serving.supervisor.layout import Layout
+from serving.supervisor.processes import Launch
+from serving.supervisor.readiness import ProbeResult, http
+
+NAME = "gateway"
+LABEL = "Gateway"
+PACKAGE = "gateway"
+SAMPLE_MODEL = "digits"
+STACKS = ("torchserve", "tfserving")
+
+
+def ports(layout: Layout) -> dict[str, int]:
+    """The ports the gateway binds, by role."""
+    return {"rest": layout.ports.gateway_rest, "grpc": layout.ports.gateway_grpc}
+
+
+def sample_file(layout: Layout, model: str = SAMPLE_MODEL) -> Path:
+    """A v2 inference body for `model`, written into the run directory at `up` time."""
+    return layout.run_dir / "samples" / f"{model}_v2.json"
+
+
+def write_sample(layout: Layout, model: str = SAMPLE_MODEL, rows: int = 1) -> Path:
+    """Write `run/samples/<model>_v2.json` from the first `rows` inputs of `artifacts/samples/<model>.npz`."""
+    import numpy as np  # only `up` needs it, not `status` or `down`
+
+    source = layout.artifacts / "samples" / f"{model}.npz"
+    if not source.is_file():
+        raise PreflightError(f"{LABEL}: {source} is missing; run `make export` first")
+    with np.load(source) as data:
+        x = np.asarray(data["inputs"][:rows], dtype=np.float32)
+    body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+    path = sample_file(layout, model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(body))
+    return path
+
+
+def environment(layout: Layout) -> dict[str, str]:
+    """TWINSERVE_* settings pointing the gateway at this stack's ports and TorchServe's key file."""
+    host = layout.client_host
+    p = layout.ports
+    return {
+        "TWINSERVE_SERVER__HOST": layout.host,
+        "TWINSERVE_SERVER__PORT": str(p.gateway_rest),
+        "TWINSERVE_SERVER__GRPC_PORT": str(p.gateway_grpc),
+        "TWINSERVE_BACKENDS__TORCHSERVE__REST_URL": layout.url(p.ts_inference),
+        "TWINSERVE_BACKENDS__TORCHSERVE__GRPC_TARGET": f"{host}:{p.ts_grpc_inference}",
+        "TWINSERVE_BACKENDS__TORCHSERVE__KEY_FILE": str(torchserve.key_file(layout)),
+        "TWINSERVE_BACKENDS__TFSERVING__REST_URL": layout.url(p.tf_rest),
+        "TWINSERVE_BACKENDS__TFSERVING__GRPC_TARGET": f"{host}:{p.tf_grpc}",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def prepare(layout: Layout) -> Launch:
+    """Write the v2 sample body, return how to start the gateway (it waits for the backends by itself)."""
+    if not (layout.repo_root / PACKAGE / "__main__.py").is_file():
+        raise PreflightError(f"{LABEL}: {layout.repo_root / PACKAGE} is missing")
+    write_sample(layout)
+    return Launch(argv=[layout.python, "-m", PACKAGE], cwd=layout.repo_root, env=environment(layout))
+
+
+def models(layout: Layout) -> list[str]:
+    """Models the gateway must have ready: every exported TorchServe archive."""
+    return torchserve.model_names(layout) or standin.model_names(layout)
+
+
+def readiness(layout: Layout) -> ProbeResult:
+    """`GET /v2/health/ready` is 200 and every exported model is ready through the gateway on both stacks."""
+    reply = http(layout.url(layout.ports.gateway_rest, "/v2/health/ready"), timeout=2.0)
+    if reply.status != 200:
+        return ProbeResult(False, f"/v2/health/ready answered {reply.status or reply.text()}")
+    names = models(layout)
+    for model in names:
+        for stack in STACKS:  # the printed X-Backend examples must work, not only the routed default
+            url = layout.url(layout.ports.gateway_rest, f"/v2/models/{model}/ready")
+            reply = http(url, headers={"X-Backend": stack}, timeout=2.0)
+            if reply.status != 200:
+                return ProbeResult(False, f"{model} on {stack}: /v2/models/{model}/ready answered {reply.status}")
+    return ProbeResult(True, f"ready; {len(names)} model(s) ready on {' and '.join(STACKS)}: {', '.join(names)}")
+
+
+def usage(layout: Layout, show_path: Callable[[Path], str]) -> list[str]:
+    """curl lines for the v2 API through the gateway, one pinned to each stack, and the tritonclient way."""
+    infer = layout.url(layout.ports.gateway_rest, f"/v2/models/{SAMPLE_MODEL}/infer")
+    body = f"-H 'Content-Type: application/json' -d {shlex.quote('@' + show_path(sample_file(layout)))}"
+    return [
+        f"curl -s {layout.url(layout.ports.gateway_rest, '/v2/health/ready')} -o /dev/null -w '%{{http_code}}\\n'",
+        f"curl -s {infer} {body}",
+        f"curl -s {infer} {body} -H 'X-Backend: torchserve'",
+        f"curl -s {infer} {body} -H 'X-Backend: tfserving'",
+        f"curl -s {layout.url(layout.ports.gateway_rest, '/metrics')} | grep '^twinserve_gateway_requests_total'",
+        f"# tritonclient: tritonclient.http.InferenceServerClient('{layout.client_host}:{layout.ports.gateway_rest}')"
+        f" or tritonclient.grpc...('{layout.client_host}:{layout.ports.gateway_grpc}');"
+        " pin a stack with headers={'X-Backend': 'tfserving'} (http) or {'backend': 'tfserving'} (grpc)",
+    ]

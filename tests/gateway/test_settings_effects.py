@@ -1,0 +1,165 @@
+"""Each of these settings changes what the gateway does: signature_name, health_interval_s, shadow_tolerance,
+drain_delay_s, graceful_timeout_s and the logging settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from aiohttp import web
+from gateway_harness import FaultBackend, fault_settings, serve
+
+from gateway.app import create_app
+from gateway.backends.tfserving import TFServingBackend
+from gateway.server import DrainingServer, config_for
+from gateway.settings import TFServingSettings
+from gateway.telemetry import configure_logging
+from gateway.tensors import InferTensor
+
+BODY = {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [1.0] * 64}]}
+
+
+def infer(url: str, **headers: str) -> requests.Response:
+    return requests.post(url + "/v2/models/digits/infer", json=BODY, headers=headers, timeout=10)
+
+
+def metric(url: str, start: str) -> float:
+    lines = requests.get(url + "/metrics", timeout=10).text.splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(start))
+
+
+@pytest.mark.parametrize("signature", ["serving_default", "other_sig"])
+def test_signature_name_is_sent_to_tf_serving(signature: str) -> None:
+    seen: list[str] = []
+
+    async def predict(request: web.Request) -> web.Response:
+        seen.append((await request.json())["signature_name"])
+        return web.json_response({"outputs": {"logits": [[0.0] * 10]}})
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/models/digits:predict", predict)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        backend = TFServingBackend(
+            TFServingSettings(protocol="rest", rest_url=f"http://127.0.0.1:{port}", signature_name=signature)
+        )
+        await backend.start()
+        try:
+            x = InferTensor.from_numpy("input", np.zeros((1, 1, 8, 8), np.float32))
+            await backend.infer("digits", None, [x], timeout_s=5, request_id="t")
+            assert backend._spec("digits", "1").signature_name == signature  # and on gRPC
+        finally:
+            await backend.close()
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+    assert seen == [signature]
+
+
+@pytest.mark.parametrize(("interval", "notices"), [(0.1, True), (60.0, False)])
+def test_health_interval_s(backends: dict[str, FaultBackend], interval: float, notices: bool) -> None:
+    settings = fault_settings()
+    settings.limits.health_interval_s = interval
+    with serve(settings, backends) as gw:
+        assert requests.get(gw.url + "/v2/models/digits/ready").status_code == 200
+        backends["torchserve"].health = False  # e.g. its worker crash-loops while /ping says Healthy
+        time.sleep(0.6)
+        status = requests.get(gw.url + "/v2/models/digits/ready").status_code
+        assert status == (503 if notices else 200)
+        if notices:  # and it comes back by itself once healthy again
+            backends["torchserve"].health = True
+            deadline = time.monotonic() + 5
+            while requests.get(gw.url + "/v2/health/ready").status_code != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("tolerance", "mismatches"), [(1e-3, 1), (1.0, 0)])
+def test_shadow_tolerance(backends: dict[str, FaultBackend], tolerance: float, mismatches: int) -> None:
+    settings = fault_settings(policy="shadow")
+    settings.limits.shadow_tolerance = tolerance  # the fault backends differ by 0.5, same arg-max
+    with serve(settings, backends) as gw:
+        assert infer(gw.url).status_code == 200
+        deadline = time.monotonic() + 5
+        while metric(gw.url, "twinserve_gateway_shadow_comparisons_total") < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert metric(gw.url, "twinserve_gateway_shadow_mismatches_total") == mismatches
+
+
+class Threaded:
+    """A DrainingServer (what `python -m gateway` runs) in a thread; `terminate` is what SIGTERM calls."""
+
+    def __init__(self, settings: Any, backends: dict[str, FaultBackend]) -> None:
+        app = create_app(settings, backends=backends)
+        config = config_for(settings, app, port=0, loop="asyncio", http="h11", log_level="warning")
+        self.server = DrainingServer(config, settings.server.drain_delay_s)
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive()
+            time.sleep(0.02)
+        self.url = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
+
+    def terminate(self) -> None:
+        import signal
+
+        self.server.handle_exit(signal.SIGTERM, None)
+
+
+@pytest.mark.parametrize(("graceful", "completes"), [(5.0, True), (0.2, False)])
+def test_drain_delay_then_graceful_timeout(backends: dict[str, FaultBackend], graceful: float, completes: bool) -> None:
+    settings = fault_settings()
+    settings.server.drain_delay_s = 0.5
+    settings.server.graceful_timeout_s = graceful
+    gw = Threaded(settings, backends)
+    backends["torchserve"].delay_s = 0.9  # under its 1 s timeout, longer than the drain delay
+    outcome: dict[str, Any] = {}
+
+    def slow() -> None:
+        try:
+            outcome["status"] = infer(gw.url).status_code
+        except requests.ConnectionError as err:
+            outcome["error"] = err
+
+    t0 = time.monotonic()
+    gw.terminate()
+    assert requests.get(gw.url + "/v2/health/ready", timeout=2).status_code == 503  # not ready at once
+    client = threading.Thread(target=slow)
+    client.start()  # accepted during the drain delay, still in flight when the listener closes
+    client.join(10)
+    gw.thread.join(10)
+    assert not gw.thread.is_alive()
+    assert time.monotonic() - t0 >= 0.5
+    assert (outcome.get("status") == 200) is completes, outcome
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_logging_settings(capsys: pytest.CaptureFixture[str], as_json: bool) -> None:
+    configure_logging("WARNING", as_json)
+    log = logging.getLogger("gateway.test")
+    log.info("hidden at WARNING")
+    log.warning("shown", extra={"fields": {"model": "digits"}})
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    if as_json:
+        line = json.loads(err[0])
+        assert line["msg"] == "shown" and line["level"] == "WARNING" and line["model"] == "digits"
+    else:
+        assert err[0] == "WARNING gateway.test shown"
+    configure_logging("DEBUG", as_json)
+    log.debug("now shown")
+    assert "now shown" in capsys.readouterr().err
+    configure_logging("INFO", True)
