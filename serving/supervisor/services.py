@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.supervisor import gateway, standin, torchserve
+from serving.supervisor import gateway, keys, standin, torchserve
 from serving.supervisor.layout import Layout
 from serving.supervisor.processes import Launch
 from serving.supervisor.readiness import ProbeResult
@@ -69,6 +69,14 @@ SERVICES: dict[str, Service] = {
             kind=standin.KIND,
         ),
         Service(
+            name=keys.NAME,
+            label=keys.LABEL,
+            ports=keys.ports,
+            prepare=keys.prepare,
+            ready=keys.readiness,
+            usage=keys.usage,
+        ),
+        Service(
             name=gateway.NAME,
             label=gateway.LABEL,
             ports=gateway.ports,
@@ -79,7 +87,7 @@ SERVICES: dict[str, Service] = {
     )
 }
 # The gateway last: it starts beside the backends and becomes ready once they answer.
-DEFAULT_SERVICES = (torchserve.NAME, standin.NAME, gateway.NAME)
+DEFAULT_SERVICES = (torchserve.NAME, keys.NAME, standin.NAME, gateway.NAME)
 
 
 def resolve(names: Iterable[str], registry: Mapping[str, Service] = SERVICES) -> list[Service]:

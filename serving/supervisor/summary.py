@@ -43,7 +43,7 @@ def print_up(console: Console, current: StackState, layout: Layout, registry: Ma
         line(f"  ports: {_ports(entry.ports)}")
         for command in svc.usage(layout, show_path) if svc else []:
             line(f"  {command}")
-    line(f"Stop with: python -m serving.supervisor down --run-dir {show_path(layout.run_dir)}")
+    line(f"Stop with: make down  (or: python -m serving.supervisor down --run-dir {show_path(layout.run_dir)})")
 
 
 def print_status(console: Console, statuses: list[ServiceStatus]) -> None:

@@ -73,7 +73,7 @@ def test_up_reports_both_services_ready(stack_up: tuple[Path, subprocess.Complet
     assert "Gateway: ready" in up.stdout
     state = json.loads((run_dir / "state.json").read_text())
     assert state["tf_side"] == "standin"
-    assert set(state["services"]) == {"torchserve", "tfserving", "gateway"}
+    assert set(state["services"]) == {"torchserve", "torchserve-keys", "tfserving", "gateway"}
 
 
 def test_printed_curl_commands_work(stack_up: tuple[Path, subprocess.CompletedProcess[str]]) -> None:

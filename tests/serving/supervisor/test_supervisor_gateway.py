@@ -28,7 +28,8 @@ def layout(tmp_path: Path) -> Layout:
 
 
 def test_gateway_is_a_default_service_started_last() -> None:
-    assert DEFAULT_SERVICES[-1] == "gateway" and set(DEFAULT_SERVICES) == {"torchserve", "tfserving", "gateway"}
+    assert DEFAULT_SERVICES[-1] == "gateway"
+    assert set(DEFAULT_SERVICES) == {"torchserve", "torchserve-keys", "tfserving", "gateway"}
     assert SERVICES["gateway"].label == "Gateway"
 
 
