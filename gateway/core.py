@@ -77,7 +77,9 @@ class DataPlane:
         self.shadow = ShadowMirror(
             self.upstreams.shadow_call, metrics, lim.shadow_queue_size, lim.shadow_workers, lim.shadow_tolerance
         )
-        self.health = HealthMonitor(backends, self.breakers, self.registry, self.routes, lim.health_interval_s)
+        self.health = HealthMonitor(
+            backends, self.breakers, self.registry, self.routes, lim.health_interval_s, lim.health_failures
+        )
 
     async def start(self) -> None:
         """Open backend connections, fetch metadata, start health checks and shadow workers."""

@@ -26,8 +26,8 @@ def declared_metadata(name: str, route: Route) -> ModelMetadata | None:
 class HealthMonitor:
     """Keeps `registry` true to what each backend can serve now.
 
-    A model whose probe fails on a backend stops being routed there at once (TorchServe's `/ping` stays
-    Healthy while a model's worker crash-loops, so only a per-model probe tells); the backend's breaker
+    A model whose probe fails `failures` times in a row stops being routed to that backend (TorchServe's
+    `/ping` stays Healthy while a model's worker crash-loops, so only a per-model probe tells); the backend's breaker
     hears whether any of its models answered. A backend missing for some model is re-fetched each round,
     so it comes back by itself once it answers again.
     """
@@ -39,12 +39,16 @@ class HealthMonitor:
         registry: MetadataRegistry,
         routes: Mapping[str, Route],
         interval_s: float,
+        failures: int = 3,
     ) -> None:
         self.backends = backends
         self.breakers = breakers
         self.registry = registry
         self.routes = routes
         self.interval_s = interval_s
+        self.failures = failures
+        self._strikes: dict[tuple[str, str], int] = {}
+        """Consecutive failed probes per (model, backend)."""
         self.rounds = 0
         """Completed check rounds (tests wait on it)."""
         self._task: asyncio.Task[None] | None = None
@@ -91,10 +95,14 @@ class HealthMonitor:
         for name, backend in self.backends.items():
             results = {model: await backend.healthy(model) for model in self.registry.models}
             self.breakers[name].health_result(any(results.values()) if results else True)
-            failed += [(model, name) for model, ok in results.items() if not ok]
             for model, ok in results.items():
+                strikes = 0 if ok else self._strikes.get((model, name), 0) + 1
+                self._strikes[(model, name)] = strikes
                 if not ok and name in self.registry.models[model].backends:
-                    log.warning("model unhealthy", extra={"fields": {"model": model, "backend": name}})
+                    fields = {"model": model, "backend": name, "failed_probes": strikes}
+                    log.warning("model unhealthy", extra={"fields": fields})
+                if strikes >= self.failures:
+                    failed.append((model, name))
         if any(set(s.backends) != set(self.backends) for s in self.registry.models.values()):
             await self.refresh_metadata()
         for model, name in failed:  # metadata may still answer while inference fails: the probe decides

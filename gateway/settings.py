@@ -132,6 +132,8 @@ class LimitsSettings(_Section):
     """Time an open circuit waits before a half-open probe."""
     health_interval_s: float = Field(default=2.0, gt=0)
     """Period of active backend health checks."""
+    health_failures: int = Field(default=3, ge=1)
+    """Consecutive failed probes before a model stops being routed to a backend (one slow probe is not an outage)."""
     shadow_queue_size: int = Field(default=64, ge=1)
     """Mirrored requests waiting for the shadow worker; more are dropped and counted."""
     shadow_workers: int = Field(default=2, ge=1)

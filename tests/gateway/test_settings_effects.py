@@ -1,4 +1,5 @@
-"""Each of these settings changes what the gateway does: signature_name, health_interval_s, shadow_tolerance,
+"""Each of these settings changes what the gateway does: signature_name, health_interval_s, health_failures,
+shadow_tolerance,
 drain_delay_s, graceful_timeout_s and the logging settings."""
 
 from __future__ import annotations
@@ -83,6 +84,19 @@ def test_health_interval_s(backends: dict[str, FaultBackend], interval: float, n
             while requests.get(gw.url + "/v2/health/ready").status_code != 200:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("failures", "routed_away"), [(1, True), (1000, False)])
+def test_health_failures(backends: dict[str, FaultBackend], failures: int, routed_away: bool) -> None:
+    settings = fault_settings()
+    settings.limits.health_interval_s = 0.05
+    settings.limits.health_failures = failures
+    with serve(settings, backends) as gw:
+        assert requests.get(gw.url + "/v2/models/digits/ready").status_code == 200
+        backends["torchserve"].health = False
+        time.sleep(0.6)  # about 10 failed rounds: enough for 1, far from 1000
+        status = requests.get(gw.url + "/v2/models/digits/ready", headers={"X-Backend": "torchserve"}).status_code
+        assert status == (503 if routed_away else 200)
 
 
 @pytest.mark.parametrize(("tolerance", "mismatches"), [(1e-3, 1), (1.0, 0)])
