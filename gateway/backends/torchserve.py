@@ -140,7 +140,7 @@ class TorchServeBackend(Backend):
             if err.code() in AUTH_CODES:
                 return 401, b""
             raise map_grpc_error(self.name, err) from None
-        return 200, response.prediction
+        return grpc_answer_status(response.prediction), response.prediction
 
     async def metadata(self, model: str, version: str | None, declared: ModelMetadata | None) -> ModelMetadata:
         """TorchServe reports no signature: take the declared one and prove it with a batch-of-1 probe.
@@ -199,6 +199,21 @@ class TorchServeBackend(Backend):
                     continue
                 return resp.status == 200
         return False
+
+
+def grpc_answer_status(prediction: bytes) -> int:
+    """The HTTP-like status of a gRPC answer.
+
+    TorchServe 0.12 drops the handler's per-request status on gRPC: a rejected request arrives as OK with
+    the handler's error JSON (`{"code": 400, "type": ..., "message": ...}`), so the body decides.
+    """
+    if not prediction.startswith(b'{"code"'):
+        return 200
+    try:
+        code = json.loads(prediction).get("code")
+    except ValueError:
+        return 200
+    return code if isinstance(code, int) and 400 <= code < 600 else 200
 
 
 def _parse_outputs(answer: Any) -> list[InferTensor]:
