@@ -54,6 +54,8 @@ def environment(layout: Layout) -> dict[str, str]:
         "TWINSERVE_SERVER__HOST": layout.host,
         "TWINSERVE_SERVER__PORT": str(p.gateway_rest),
         "TWINSERVE_SERVER__GRPC_PORT": str(p.gateway_grpc),
+        # One worker natively: the reference machine's 2 cores also run both servers and the load generator.
+        "TWINSERVE_SERVER__WORKERS": "1",
         "TWINSERVE_BACKENDS__TORCHSERVE__REST_URL": layout.url(p.ts_inference),
         "TWINSERVE_BACKENDS__TORCHSERVE__GRPC_TARGET": f"{host}:{p.ts_grpc_inference}",
         "TWINSERVE_BACKENDS__TORCHSERVE__KEY_FILE": str(torchserve.key_file(layout)),
