@@ -354,17 +354,6 @@ def copy_sources_missing(copies: Iterable[Copy], repo: Path, rules: list[tuple[b
 # ---------------------------------------------------------------- text formats
 
 
-def read_properties(text: str) -> dict[str, str]:
-    """`key=value` lines of a Java properties file (TorchServe's reader: `#`/`!` comments skipped)."""
-    props = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line and not line.startswith(("#", "!")) and "=" in line:
-            key, value = line.split("=", 1)
-            props[key.strip()] = value.strip()
-    return props
-
-
 def textproto_values(text: str, field: str) -> list[str]:
     """Every scalar value of `field` in a text-format protobuf (`field: 1`, `field { value: 1 }`, `field: "x"`)."""
     values = []
