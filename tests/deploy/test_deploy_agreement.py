@@ -17,11 +17,12 @@ from gateway.telemetry import Metrics
 from loadtest import targets as lt_targets
 from models.specs import SPECS
 from serving.supervisor.ports import Ports
+from serving.supervisor.torchserve_config import read_properties
 from tests.deploy import checks
 from tests.deploy.checks import Instruction
 from tests.deploy.conftest import REPO
 
-TS_CONFIG = checks.read_properties((REPO / "serving/torchserve/config.properties").read_text())
+TS_CONFIG = read_properties((REPO / "serving/torchserve/config.properties").read_text())
 TF_DIR = REPO / "serving/tfserving"
 MODELS_CONFIG = (TF_DIR / "models.config").read_text()
 BATCHING = (TF_DIR / "batching_parameters.txt").read_text()
