@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from gateway import rest
-from gateway.auth import ApiKeyMiddleware, ApiKeys
+from gateway.auth import OPEN_PATHS, ApiKeyMiddleware, ApiKeys
 from gateway.backends import Backend, build_backends
 from gateway.core import DataPlane
 from gateway.errors import GatewayError, Overloaded, client_message, http_status
@@ -118,8 +118,10 @@ def create_app(settings: Settings | None = None, *, backends: dict[str, Backend]
         return error_response(exc)
 
     # Outermost first at request time: request id, then auth, then the body limit, then routing.
-    app.add_middleware(BodySizeLimit, max_body_bytes=settings.limits.max_body_bytes)
-    app.add_middleware(ApiKeyMiddleware, keys=keys)
+    lim = settings.limits
+    app.add_middleware(BodySizeLimit, max_body_bytes=lim.max_body_bytes, max_header_bytes=lim.max_header_bytes)
+    open_paths = OPEN_PATHS if lim.metrics_public else OPEN_PATHS - {"/metrics"}
+    app.add_middleware(ApiKeyMiddleware, keys=keys, open_paths=open_paths)
     app.add_middleware(RequestContext)
     return app
 

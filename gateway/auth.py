@@ -29,20 +29,23 @@ class ApiKeys:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
         presented = authorization[7:].strip().encode()
+        if not presented:
+            raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
         # compare against every key so timing does not reveal which one matched
         if not any([hmac.compare_digest(presented, key) for key in self._keys]):
             raise PermissionDenied("API key not accepted")
 
 
 class ApiKeyMiddleware:
-    """Pure ASGI middleware enforcing ApiKeys on every HTTP path except OPEN_PATHS."""
+    """Pure ASGI middleware enforcing ApiKeys on every HTTP path except `open_paths`."""
 
-    def __init__(self, app: Any, keys: ApiKeys) -> None:
+    def __init__(self, app: Any, keys: ApiKeys, open_paths: frozenset[str] = OPEN_PATHS) -> None:
         self.app = app
         self.keys = keys
+        self.open_paths = open_paths
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not self.keys.enabled or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or not self.keys.enabled or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)
             return
         header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)

@@ -15,7 +15,7 @@ def parse_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
     """Split a request into its JSON header and the binary tail (empty without the extension)."""
     view = memoryview(body)
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
             raise InvalidArgument(
                 f"Inference-Header-Content-Length {header_length!r} does not fit a {len(body)}-byte body"
             )
@@ -24,12 +24,27 @@ def parse_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
     else:
         head, tail = view, memoryview(b"")
     try:
-        payload = json.loads(bytes(head))
+        payload = json.loads(bytes(head), parse_constant=_reject_constant)
+    except RecursionError:
+        raise InvalidArgument("request body is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidArgument(f"request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise InvalidArgument("request body must be a JSON object")
     return payload, tail
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259); Python's parser would accept them."""
+    raise ValueError(f"{name} is not valid JSON; send finite numbers")
+
+
+def _params(item: dict[str, Any]) -> dict[str, Any]:
+    """An object's `parameters`, which must be an object when present."""
+    params = item.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise InvalidArgument(f"'parameters' must be an object, got {type(params).__name__}")
+    return params
 
 
 def decode_inputs(payload: dict[str, Any], tail: memoryview) -> list[InferTensor]:
@@ -45,10 +60,9 @@ def decode_inputs(payload: dict[str, Any], tail: memoryview) -> list[InferTensor
         for key in ("shape", "datatype"):
             if key not in item:
                 raise InvalidArgument(f"input {name!r}: missing {key!r}")
-        params = item.get("parameters") or {}
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        size = _params(item).get("binary_data_size")
         if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(tail):
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(tail):
                 raise InvalidArgument(
                     f"input {name!r}: binary_data_size {size!r} exceeds the {len(tail) - offset} binary bytes left"
                 )
@@ -65,8 +79,7 @@ def decode_inputs(payload: dict[str, Any], tail: memoryview) -> list[InferTensor
 
 def requested_outputs(payload: dict[str, Any]) -> tuple[list[str] | None, set[str], bool]:
     """(names requested or None for all, names wanted as binary, default binary flag)."""
-    params = payload.get("parameters") or {}
-    binary_default = bool(params.get("binary_data_output", False)) if isinstance(params, dict) else False
+    binary_default = bool(_params(payload).get("binary_data_output", False))
     outputs = payload.get("outputs")
     if outputs is None:
         return None, set(), binary_default
@@ -74,7 +87,7 @@ def requested_outputs(payload: dict[str, Any]) -> tuple[list[str] | None, set[st
         isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
     ):
         raise InvalidArgument("'outputs' must be a list of {\"name\": ...} objects")
-    binary = {o["name"] for o in outputs if (o.get("parameters") or {}).get("binary_data", binary_default)}
+    binary = {o["name"] for o in outputs if _params(o).get("binary_data", binary_default)}
     return [o["name"] for o in outputs], binary, binary_default
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -9,6 +10,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from gateway._generated import twinserve_kserve_pb2 as pb
 from gateway.auth import ApiKeys
@@ -16,7 +18,7 @@ from gateway.core import DataPlane, InferRequest
 from gateway.errors import GatewayError, InvalidArgument, client_message, grpc_code
 from gateway.settings import Settings
 from gateway.telemetry import request_id
-from gateway.tensors import V2_TO_NUMPY, InferTensor, decode_binary, encode_binary
+from gateway.tensors import V2_TO_NUMPY, InferTensor, check_shape, decode_binary, encode_binary
 
 # Our messages use a private proto package; the service name below is what goes on the wire.
 SERVICE = "inference.GRPCInferenceService"
@@ -43,7 +45,7 @@ def decode_request(request: pb.ModelInferRequest) -> list[InferTensor]:
         raise InvalidArgument(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs; must be equal")
     tensors = []
     for i, item in enumerate(request.inputs):
-        shape = list(item.shape)
+        shape = check_shape(item.name, list(item.shape))  # proto dims are int64: negatives must be refused here
         if raw:
             tensors.append(decode_binary(item.name, item.datatype, shape, raw[i]))
             continue
@@ -51,7 +53,7 @@ def decode_request(request: pb.ModelInferRequest) -> list[InferTensor]:
         if field is None:
             raise InvalidArgument(f"input {item.name!r}: datatype {item.datatype!r} needs raw_input_contents")
         values = list(getattr(item.contents, field))
-        count = int(np.prod(shape)) if shape else 1
+        count = math.prod(shape)  # exact: np.prod would wrap around on huge dims
         if len(values) != count:
             raise InvalidArgument(
                 f"input {item.name!r}: shape {shape} needs {count} elements, contents.{field} has {len(values)}"
@@ -65,6 +67,25 @@ def decode_request(request: pb.ModelInferRequest) -> list[InferTensor]:
     return tensors
 
 
+class Unparseable:
+    """A request whose bytes are not a valid message (e.g. invalid UTF-8 in a string): the handler says 400."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+
+def _parser(message: Any) -> Callable[[bytes], Any]:
+    """FromString that hands a decode failure to the handler (gRPC itself would answer INTERNAL)."""
+
+    def parse(data: bytes) -> Any:
+        try:
+            return message.FromString(data)
+        except DecodeError:
+            return Unparseable(message.DESCRIPTOR.name)
+
+    return parse
+
+
 class InferenceServicer:
     """The v2 gRPC methods, each delegating to the DataPlane."""
 
@@ -75,13 +96,20 @@ class InferenceServicer:
     def _metadata(self, context: grpc.aio.ServicerContext) -> dict[str, str]:
         return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 
-    def _wrap(self, fn: Callable[[Any, dict[str, str], Any], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    def _wrap(
+        self, fn: Callable[[Any, dict[str, str], Any], Awaitable[Any]], open_: bool = False
+    ) -> Callable[..., Awaitable[Any]]:
+        """`open_`: no API key needed (liveness and readiness, as on REST)."""
+
         async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
             md = self._metadata(context)
             rid = md.get("x-request-id") or uuid.uuid4().hex
             token = request_id.set(rid)
             try:
-                self.keys.check(md.get("authorization"))
+                if not open_:
+                    self.keys.check(md.get("authorization"))
+                if isinstance(request, Unparseable):
+                    raise InvalidArgument(f"request is not a valid {request.kind} (cannot parse it, e.g. bad UTF-8)")
                 return await fn(request, md, context)
             except GatewayError as exc:
                 trailers = [("x-request-id", rid)] + ([("x-backend", exc.backend)] if exc.backend else [])
@@ -151,18 +179,18 @@ class InferenceServicer:
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic handler registering every method under the v2 service name."""
 
-        def unary(fn: Any, req: Any, resp: Any) -> grpc.RpcMethodHandler:
+        def unary(fn: Any, req: Any, resp: Any, open_: bool = False) -> grpc.RpcMethodHandler:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap(fn),
-                request_deserializer=req.FromString,
+                self._wrap(fn, open_),
+                request_deserializer=_parser(req),
                 response_serializer=resp.SerializeToString,
             )
 
         return grpc.method_handlers_generic_handler(
             SERVICE,
             {
-                "ServerLive": unary(self.server_live, pb.ServerLiveRequest, pb.ServerLiveResponse),
-                "ServerReady": unary(self.server_ready, pb.ServerReadyRequest, pb.ServerReadyResponse),
+                "ServerLive": unary(self.server_live, pb.ServerLiveRequest, pb.ServerLiveResponse, open_=True),
+                "ServerReady": unary(self.server_ready, pb.ServerReadyRequest, pb.ServerReadyResponse, open_=True),
                 "ModelReady": unary(self.model_ready, pb.ModelReadyRequest, pb.ModelReadyResponse),
                 "ServerMetadata": unary(self.server_metadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
                 "ModelMetadata": unary(self.model_metadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse),

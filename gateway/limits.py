@@ -56,19 +56,25 @@ class InFlightLimiter:
 
 
 class BodySizeLimit:
-    """Pure ASGI middleware: 413 from Content-Length at once, or as soon as a streamed body passes it."""
+    """Pure ASGI middleware: 431 for oversized headers; 413 from Content-Length at once, or as soon as a
+    streamed body passes the limit."""
 
-    def __init__(self, app: Any, max_body_bytes: int) -> None:
+    def __init__(self, app: Any, max_body_bytes: int, max_header_bytes: int | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # httptools has no header limit of its own: refuse here, before any routing or parsing work.
+        if self.max_header_bytes and sum(len(k) + len(v) + 4 for k, v in scope["headers"]) > self.max_header_bytes:
+            await _send_error(send, 431, f"request headers exceed {self.max_header_bytes} bytes")
+            return
         for key, value in scope["headers"]:
             if key == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                await _send_413(send, self.max_body_bytes)
+                await _send_error(send, 413, f"request body exceeds {self.max_body_bytes} bytes")
                 return
         received = 0
         limit = self.max_body_bytes
@@ -85,8 +91,8 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
 
-async def _send_413(send: Any, limit: int) -> None:
-    body = json.dumps({"error": f"request body exceeds {limit} bytes"}).encode()
+async def _send_error(send: Any, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": [*headers, (b"connection", b"close")]})
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})

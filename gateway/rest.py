@@ -133,9 +133,12 @@ async def tf_predict(request: Request, model: str, version: str | None = None) -
     spec = {t.name: t for t in meta.inputs}
     if "instances" in payload:
         rows, form = payload["instances"], "row"
-        columns = (
-            {n: [r[n] for r in rows] for n in spec} if rows and isinstance(rows[0], dict) else {next(iter(spec)): rows}
-        )
+        if not isinstance(rows, list) or not rows:
+            raise InvalidArgument("'instances' must be a non-empty list")
+        try:
+            columns = {n: [r[n] for r in rows] for n in spec} if isinstance(rows[0], dict) else {next(iter(spec)): rows}
+        except (KeyError, TypeError):
+            raise InvalidArgument(f"every instance must be an object with the inputs {sorted(spec)}") from None
     elif "inputs" in payload:
         form = "columnar"
         columns = payload["inputs"] if isinstance(payload["inputs"], dict) else {next(iter(spec)): payload["inputs"]}

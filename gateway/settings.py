@@ -93,6 +93,9 @@ class TorchServeSettings(BackendSettings):
 
     key_file: Path | None = None
     """TorchServe's key_file.json (inference key sent as Bearer; re-read when TorchServe rejects it). None: no auth."""
+    management_url: str | None = None
+    """TorchServe's management API, used only for health (describe-model: is a worker READY?), never exposed.
+    None: health by a batch-of-1 probe inference instead (costly for big models on small machines)."""
     version_format: str = "{version}.0"
     """How a v2 model version maps to a TorchServe archive version (`make export` writes '<v>.0'; TF says <v>)."""
 
@@ -120,12 +123,16 @@ class LimitsSettings(_Section):
 
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     """Largest request body accepted (413 before reading more)."""
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Largest total size of request headers accepted (431 beyond it)."""
     retry_after_s: int = Field(default=1, ge=0)
     """Retry-After sent with 429."""
     api_keys: list[SecretStr] = Field(default_factory=list)
     """Accepted ingress API keys (Bearer); empty together with api_key_file means no auth."""
     api_key_file: Path | None = None
     """File with one accepted API key per line."""
+    metrics_public: bool = True
+    """Whether /metrics stays open when API keys are configured (False: scrapers must send a key too)."""
     breaker_failures: int = Field(default=5, ge=1)
     """Consecutive failures that open a backend's circuit."""
     breaker_cooldown_s: float = Field(default=5.0, gt=0)

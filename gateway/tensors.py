@@ -52,7 +52,7 @@ def numpy_dtype(name: str, datatype: str) -> np.dtype[Any]:
     """The numpy dtype of a v2 datatype, or a 400 naming the tensor."""
     try:
         return V2_TO_NUMPY[datatype]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: a JSON list or object where the name belongs
         raise InvalidArgument(
             f"tensor {name!r}: unknown datatype {datatype!r}; expected one of {', '.join(V2_TO_NUMPY)}"
         ) from None
@@ -60,7 +60,9 @@ def numpy_dtype(name: str, datatype: str) -> np.dtype[Any]:
 
 def check_shape(name: str, shape: Any) -> list[int]:
     """A validated shape: a list of non-negative ints."""
-    if not isinstance(shape, list | tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list | tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
         raise InvalidArgument(f"tensor {name!r}: shape must be a list of non-negative integers, got {shape!r}")
     return [int(d) for d in shape]
 
@@ -94,7 +96,9 @@ def decode_json(name: str, datatype: str, shape: Any, data: Any) -> InferTensor:
         raise InvalidArgument(f"tensor {name!r}: shape {dims} needs {expected} elements, data has {len(flat)}")
     try:
         if datatype == "BYTES":
-            items = [x.encode() if isinstance(x, str) else bytes(x) for x in flat]
+            if not set(map(type, flat)) <= {str}:  # bytes(n) of an int would allocate n zero bytes
+                raise ValueError("BYTES data in JSON must be strings")
+            items = [x.encode() for x in flat]
             array = np.empty(expected, dtype=object)
             array[:] = items
         elif datatype == "BOOL":

@@ -40,7 +40,7 @@ class TorchServeBackend(Backend):
 
     def __init__(self, settings: TorchServeSettings) -> None:
         super().__init__(settings)
-        self._token: str | None = None
+        self._keys: dict[str, str] = {}
         self._probes: dict[str, tuple[str | None, list[InferTensor]]] = {}
         """Per model: the version and batch-of-1 input that proved its signature, reused as health check."""
 
@@ -57,19 +57,19 @@ class TorchServeBackend(Backend):
             response_deserializer=ts_pb2.TorchServeHealthResponse.FromString,
         )
 
-    def token(self, reload: bool = False) -> str | None:
-        """The inference key from key_file.json, cached; `reload` re-reads it (keys expire)."""
+    def token(self, reload: bool = False, kind: str = "inference") -> str | None:
+        """The `kind` key from key_file.json, cached; `reload` re-reads it (keys expire and get renewed)."""
         path: Path | None = self.settings.key_file
         if path is None:
             return None
-        if reload or self._token is None:
+        if reload or kind not in self._keys:
             try:
-                self._token = json.loads(path.read_text())["inference"]["key"]
+                self._keys[kind] = json.loads(path.read_text())[kind]["key"]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise UpstreamError(
-                    f"cannot read inference key from key file: {type(exc).__name__}", backend=self.name
+                    f"cannot read {kind} key from key file: {type(exc).__name__}", backend=self.name
                 ) from None
-        return self._token
+        return self._keys[kind]
 
     def _version(self, version: str | None) -> str:
         return self.settings.version_format.format(version=version) if version else ""
@@ -164,11 +164,15 @@ class TorchServeBackend(Backend):
         return ModelMetadata(model, declared.versions, "pytorch_torchserve", declared.inputs, got)
 
     async def healthy(self, model: str) -> bool:
-        """The model answers its batch-of-1 probe (`/ping` says Healthy even while a worker crash-loops).
+        """Some worker of the model is READY (`/ping` says Healthy even while a worker crash-loops).
 
-        Before metadata was fetched there is no probe yet: then `/ping` (REST) or `Ping` (gRPC) decides.
+        With a management URL the describe-model API tells, without running the model; otherwise the
+        batch-of-1 probe that proved the signature runs again. Before metadata was fetched there is no
+        probe yet: then `/ping` (REST) or `Ping` (gRPC) decides.
         """
         try:
+            if self.settings.management_url:
+                return await self._workers_ready(model)
             if model in self._probes:
                 version, probe = self._probes[model]
                 await self.infer(model, version, probe, timeout_s=self.settings.timeout_s, request_id="health")
@@ -176,6 +180,22 @@ class TorchServeBackend(Backend):
             return await self._ping()
         except Exception:  # a health check reports, it never raises
             return False
+
+    async def _workers_ready(self, model: str) -> bool:
+        url = f"{self.settings.management_url}/models/{model}"
+        for attempt in (0, 1):  # the second attempt re-reads a rejected (expired, renewed) key
+            key = self.token(reload=attempt == 1, kind="management")
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
+            async with self.http.get(url, headers=headers, timeout=timeout) as resp:
+                body = await resp.read()
+            if auth_failed(resp.status, body):
+                continue
+            if resp.status != 200:
+                return False
+            workers = json.loads(body)[0].get("workers", [])
+            return any(worker.get("status") == "READY" for worker in workers)
+        return False
 
     async def _ping(self) -> bool:
         for attempt in (0, 1):  # the second attempt re-reads a rejected key

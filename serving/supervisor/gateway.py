@@ -59,6 +59,7 @@ def environment(layout: Layout) -> dict[str, str]:
         "TWINSERVE_BACKENDS__TORCHSERVE__REST_URL": layout.url(p.ts_inference),
         "TWINSERVE_BACKENDS__TORCHSERVE__GRPC_TARGET": f"{host}:{p.ts_grpc_inference}",
         "TWINSERVE_BACKENDS__TORCHSERVE__KEY_FILE": str(torchserve.key_file(layout)),
+        "TWINSERVE_BACKENDS__TORCHSERVE__MANAGEMENT_URL": layout.url(p.ts_management),
         "TWINSERVE_BACKENDS__TFSERVING__REST_URL": layout.url(p.tf_rest),
         "TWINSERVE_BACKENDS__TFSERVING__GRPC_TARGET": f"{host}:{p.tf_grpc}",
         "PYTHONUNBUFFERED": "1",

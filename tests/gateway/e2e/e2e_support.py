@@ -57,6 +57,7 @@ class Stacks:
                     "rest_url": f"http://127.0.0.1:{p.ts_inference}",
                     "grpc_target": f"127.0.0.1:{p.ts_grpc_inference}",
                     "key_file": self.key_file,
+                    "management_url": f"http://127.0.0.1:{p.ts_management}",
                     "timeout_s": 30,
                 },
                 "tfserving": {
