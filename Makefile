@@ -9,10 +9,13 @@ ARTIFACTS := artifacts
 MANIFEST := $(ARTIFACTS)/manifest.json
 MODEL_SOURCES := $(wildcard models/*.py) serving/torchserve/handler.py $(wildcard serving/torchserve/model-config/*.yaml)
 PYTEST_ARGS ?=
+QUICK ?=
+BENCH_ARGS ?=
+_QUICK := $(if $(filter 1 yes true,$(QUICK)),--quick)
 # TensorFlow's C++ INFO and WARNING lines drown the progress users want to see; errors still print.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup java export parity up down status test lint format clean gpu-check compose-bin protos bench-gateway
+.PHONY: help setup java export parity up down status test lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +51,15 @@ down: ## stop what `make up` started (containers and native services)
 
 gpu-check: $(MANIFEST) ## on a CUDA machine: handler path and raw forward p50 at batch 1 and 32 -> docs/gpu.md
 	$(PY) scripts/gpu_check.py --artifacts $(ARTIFACTS) --out docs/gpu.md
+
+bench: setup $(MANIFEST) ## load-test every path of the running stack (make up first) -> results/<run>/report.html; QUICK=1: < 3 min
+	$(PY) -m loadtest.run $(_QUICK) $(BENCH_ARGS)
+
+bench-batching: setup $(MANIFEST) ## batching/worker configs, each on a restarted server -> Pareto front (QUICK=1: 4 configs)
+	$(PY) -m loadtest.batching $(_QUICK) $(BENCH_ARGS)
+
+locust: setup ## Locust web UI on http://127.0.0.1:8089 with twinserve's users, targets from run/state.json
+	$(PY) -m loadtest.webui $(BENCH_ARGS)
 
 protos: $(STAMP) ## regenerate gateway/_generated from gateway/protos (committed; a test checks it is current)
 	$(PY) -m grpc_tools.protoc -I gateway/protos --python_out=gateway/_generated --pyi_out=gateway/_generated gateway/protos/*.proto

@@ -1,6 +1,7 @@
 """The two ways to drive a target: open loop (on a schedule) and closed loop (fixed concurrency).
 
-Both take `send`, a callable performing one request and returning its outcome ('ok', 'errors' or 'wrong').
+Both take `send`, a callable performing one request and returning its outcome ('ok', 'errors' or 'wrong'),
+optionally with the durations the server reported in `Server-Timing`.
 They need gevent-friendly I/O inside `send` (geventhttpclient, grpc after `init_gevent`), not monkey-patching.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import gevent
 from gevent.pool import Group
@@ -15,14 +17,28 @@ from gevent.pool import Group
 from loadtest.recorder import Recorder
 from loadtest.schedule import pace
 
-Send = Callable[[], str]
+
+@dataclass(frozen=True)
+class Result:
+    """A send's outcome, when its answer had fully arrived (before the answer check, whose cost is the
+    generator's, not the server's), and the durations the server reported (`Server-Timing`, name -> ms)."""
+
+    outcome: str
+    done: float | None = None
+    timings: dict[str, float] | None = None
 
 
-def _attempt(send: Send) -> str:
+Outcome = str | Result
+"""'ok' | 'errors' | 'wrong' | 'unchecked', or a Result carrying it."""
+Send = Callable[[], Outcome]
+
+
+def _attempt(send: Send) -> Result:
     try:
-        return send()
+        out = send()
     except Exception:
-        return "errors"
+        return Result("errors")
+    return Result(out) if isinstance(out, str) else out
 
 
 def run_open_loop(
@@ -43,8 +59,8 @@ def run_open_loop(
 
     def one(scheduled: float) -> None:
         sent = time.perf_counter()
-        outcome = _attempt(send)
-        rec.record(scheduled, sent, time.perf_counter(), outcome)
+        r = _attempt(send)
+        rec.record(scheduled, sent, r.done or time.perf_counter(), r.outcome, r.timings)
 
     t0 = time.perf_counter() if start is None else start
     for tick in pace(iter(offsets), t0, gevent.sleep):
@@ -72,8 +88,8 @@ def run_closed_loop(
         while time.perf_counter() < deadline and budget[0] > 0:
             budget[0] -= 1
             sent = time.perf_counter()
-            outcome = _attempt(send)
-            rec.record(sent, sent, time.perf_counter(), outcome)
+            r = _attempt(send)
+            rec.record(sent, sent, r.done or time.perf_counter(), r.outcome, r.timings)
 
     group = Group()
     for _ in range(concurrency):

@@ -51,9 +51,7 @@ def tf_forward(artifacts: Path, model: str) -> tuple[Forward, str]:
     return (lambda x: fn(input=tf.constant(x))["logits"].numpy()), f"tensorflow {tf.__version__}"
 
 
-def measure(
-    fn: Forward, x: np.ndarray, expected: np.ndarray, iters: int, warmup: int, budget_s: float
-) -> Recorder:
+def measure(fn: Forward, x: np.ndarray, expected: np.ndarray, iters: int, warmup: int, budget_s: float) -> Recorder:
     """Time `iters` calls (after `warmup` unrecorded ones), bounded by `budget_s`; answers are checked."""
     rec = Recorder("floor")
     deadline = time.perf_counter() + budget_s
@@ -90,9 +88,7 @@ def floor_entries(
                     idx = [i % len(ref.inputs) for i in range(b)]
                     rec = measure(fn, ref.inputs[idx], ref.logits[idx], iters, max(5, iters // 10), budget_s)
                     if rec.totals.counts["wrong"]:
-                        raise RuntimeError(
-                            f"{framework} {model}: in-process answers differ from the reference"
-                        )
+                        raise RuntimeError(f"{framework} {model}: in-process answers differ from the reference")
                     out.append(
                         {
                             "framework": framework,
@@ -103,9 +99,7 @@ def floor_entries(
                         }
                     )
                     if progress is not None:
-                        progress.console.print(
-                            f"{framework} {model} batch {b}: p50 {out[-1]['latency_ms']['p50']} ms"
-                        )
+                        progress.console.print(f"{framework} {model} batch {b}: p50 {out[-1]['latency_ms']['p50']} ms")
     return out
 
 
@@ -119,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="digits")
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--iters", type=int, default=300)
-    ap.add_argument(
-        "--budget", type=float, default=20.0, help="seconds at most per framework, model and batch"
-    )
+    ap.add_argument("--budget", type=float, default=20.0, help="seconds at most per framework, model and batch")
     ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     ap.add_argument("--out", type=Path, default=Path("results/floor.json"))
     args = ap.parse_args(argv)

@@ -53,6 +53,9 @@ class Window:
     from_schedule: HdrHistogram = field(default_factory=new_histogram)
     from_send: HdrHistogram = field(default_factory=new_histogram)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    timings: dict[str, HdrHistogram] = field(default_factory=dict)
+    """Server-reported durations (`Server-Timing`: gateway, upstream) of successful measured requests;
+    kept in the totals only."""
 
 
 class Recorder:
@@ -85,9 +88,17 @@ class Recorder:
         """Bump a counter that has no latency (e.g. `dropped` when the in-flight cap is hit)."""
         self.totals.counts[name] += n
 
-    def record(self, scheduled: float, sent: float, done: float, outcome: str) -> None:
+    def record(
+        self,
+        scheduled: float,
+        sent: float,
+        done: float,
+        outcome: str,
+        timings: dict[str, float] | None = None,
+    ) -> None:
         """Record one completed request. `outcome`: 'ok' (answer checked and right), 'wrong' (checked, wrong),
         'unchecked' (succeeded, answer not compared: counts as ok but not as checked) or 'errors'.
+        `timings`: durations in ms the server reported for it (`Server-Timing`), name -> ms.
         """
         checked = outcome in ("ok", "wrong")
         if outcome == "unchecked":
@@ -113,6 +124,11 @@ class Recorder:
                 self.totals.counts["overflow"] += 1
             getattr(self.totals, hist).record_value(us)
             getattr(win, hist).record_value(us)
+        for name, ms in (timings or {}).items():
+            h = self.totals.timings.get(name)
+            if h is None:
+                h = self.totals.timings[name] = new_histogram()
+            h.record_value(min(HIGHEST_US, max(LOWEST_US, round(ms * 1000))))
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-serialisable, cumulative picture of everything recorded (histograms base64-encoded)."""
@@ -143,15 +159,20 @@ class Recorder:
 
 
 def _dump(w: Window) -> dict[str, Any]:
-    return {
+    out = {
         "from_schedule": encode(w.from_schedule),
         "from_send": encode(w.from_send),
         "counts": dict(w.counts),
     }
+    if w.timings:
+        out["timings"] = {name: encode(h) for name, h in w.timings.items()}
+    return out
 
 
 def _load_into(w: Window, data: dict[str, Any]) -> None:
     _add(w.from_schedule, data["from_schedule"])
     _add(w.from_send, data["from_send"])
+    for name, payload in data.get("timings", {}).items():
+        _add(w.timings.setdefault(name, new_histogram()), payload)
     for k, v in data["counts"].items():
         w.counts[k] = w.counts.get(k, 0) + int(v)

@@ -1,7 +1,10 @@
-"""Sweep runner: `python -m loadtest.run --targets all --models digits --quick` -> results/<run>/report.html.
+"""`python -m loadtest.run` (`make bench`): measure every target of the running stack -> results/<run>/.
 
-Each point is one headless Locust run (loadtest/locustfile.py) with its own processes; this parent watches
-the generator's CPU, reads the merged snapshot the master wrote, judges validity and renders the report.
+Reads run/state.json (`make up`, native) or uses compose's service names (`--stack compose`) to find the
+targets: {torchserve, tfserving} x {rest, grpc} x direct, and through the gateway when it runs. For each
+target a rate search finds the highest rate whose p99 meets the model's SLO (or `--rates` fixes the rates);
+each point is one headless Locust run judged by the validity rules. `--quick`: digits only, two rates,
+short points (< 3 minutes on 2 cores). Writes summary.json, report.html, report.md, hlog/, points/, logs/.
 """
 
 from __future__ import annotations
@@ -14,87 +17,125 @@ import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from rich.progress import Progress
+from rich.table import Table
 
+from loadtest import environment
+from loadtest.bench import DEFAULT_SLO_MS, QUICK_CRITERIA, QUICK_RATES, Plan, floor, run_all
 from loadtest.report import write_report
-from loadtest.report.analysis import decomposition
+from loadtest.report.analysis import best_under_slo, decomposition, slo_for
 from loadtest.report.schema import SCHEMA_VERSION
-from loadtest.sweep import console, locust_command, reachable, run_point
-from loadtest.targets import expand, parse_target
+from loadtest.stack import CONTRACT_PORTS, StackInfo, discover
+from loadtest.sweep import console, locust_command
+from loadtest.targets import parse_target
 from loadtest.validity import FULL, QUICK
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
-    ap = argparse.ArgumentParser(prog="python -m loadtest.run", description=__doc__)
-    ap.add_argument(
-        "--targets", default="all", help="comma-separated ids or patterns, e.g. 'torchserve-*-direct'"
+def parse_slo(text: str) -> dict[str, float]:
+    """'digits=25,resnet18=1500' -> {'digits': 25.0, 'resnet18': 1500.0}."""
+    out = dict(DEFAULT_SLO_MS)
+    for part in filter(None, text.split(",")):
+        model, _, ms = part.partition("=")
+        out[model.strip()] = float(ms)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    ap = argparse.ArgumentParser(
+        prog="python -m loadtest.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--models", default="digits")
-    ap.add_argument("--rates", default="25,50,100", help="open-loop offered req/s per point")
+    ap.add_argument("--stack", choices=["auto", "native", "compose"], default="auto")
+    ap.add_argument("--state", type=Path, default=Path("run/state.json"), help="the native stack's state file")
+    ap.add_argument("--targets", default="all", help="patterns, e.g. 'torchserve-*-direct' or ids with @port")
+    ap.add_argument("--models", default=None, help="default digits,resnet18 (quick: digits)")
+    ap.add_argument("--rates", default="", help="fixed open-loop rates instead of the search, e.g. '25,50'")
     ap.add_argument("--concurrency", default="", help="closed-loop sweep instead, e.g. '1,2,4,8'")
+    ap.add_argument("--slo", default="", help="p99 SLO per model in ms (default digits=25,resnet18=1500)")
+    ap.add_argument("--max-points", type=int, default=5, help="points per target in the rate search")
     ap.add_argument("--schedule", choices=["poisson", "constant"], default="poisson")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--processes", type=int, default=1, help="Locust processes per point")
     ap.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
-    ap.add_argument("--slo-ms", type=float, default=25.0)
     ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     ap.add_argument("--out", type=Path, default=None, help="run directory (default results/<timestamp>)")
-    ap.add_argument(
-        "--run-dir", type=Path, default=Path("run"), help="supervisor run dir (TorchServe key file)"
-    )
-    ap.add_argument(
-        "--floor", type=Path, default=Path("results/floor.json"), help="from `python -m loadtest.floor`"
-    )
-    ap.add_argument(
-        "--tfserving-real", action="store_true", help="the TF side is real TF Serving, not the stand-in"
-    )
+    ap.add_argument("--floor", type=Path, default=None, help="reuse a floor.json instead of measuring it")
+    ap.add_argument("--no-floor", action="store_true", help="skip the in-process floor")
     ap.add_argument("--dry-run", action="store_true", help="print the Locust command lines only")
     speed = ap.add_mutually_exclusive_group()
-    speed.add_argument("--quick", action="store_true", help="2-core criteria (default)")
+    speed.add_argument("--quick", action="store_true", help="digits, two rates, short points (< 3 min)")
     speed.add_argument("--full", action="store_true", help="longer, stricter criteria for a dedicated host")
-    args = ap.parse_args(argv)
-    c = FULL if args.full else QUICK
-    specs = [s for s in args.targets.split(",") if s]
-    targets = [parse_target(s) for s in specs if "@" in s] + expand(
-        [s for s in specs if "@" not in s], args.models.split(",")
+    return ap
+
+
+def _contract_stack() -> StackInfo:
+    """Every service at its contract port on loopback (dry runs without a running stack)."""
+    hosts = dict.fromkeys(("torchserve", "tfserving", "gateway"), "127.0.0.1")
+    return StackInfo("contract", hosts, dict(CONTRACT_PORTS), frozenset(hosts), "standin", Path("run"))
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Models, criteria and rates from the options."""
+    models = (args.models or ("digits" if args.quick else "digits,resnet18")).split(",")
+    criteria = QUICK_CRITERIA if args.quick else FULL if args.full else QUICK
+    rates = None
+    if args.rates:
+        fixed = [float(r) for r in args.rates.split(",")]
+        rates = {"direct": fixed, "gateway": fixed}
+    elif args.quick:
+        rates = QUICK_RATES
+    return Plan(
+        models=models,
+        criteria=criteria,
+        slo_ms=parse_slo(args.slo),
+        patterns=[s for s in args.targets.split(",") if s and "@" not in s],
+        rates=rates,
+        concurrency=[int(n) for n in args.concurrency.split(",") if n],
+        max_points=args.max_points,
+        schedule=args.schedule,
+        batch=args.batch,
+        seed=args.seed,
     )
-    if args.concurrency:
-        loads = [
-            {"mode": "closed", "concurrency": int(n), "batch": args.batch}
-            for n in args.concurrency.split(",")
-        ]
-    else:
-        loads = [
-            {
-                "mode": "open",
-                "schedule": args.schedule,
-                "rate_rps": float(r),
-                "batch": args.batch,
-                "seed": args.seed,
-            }
-            for r in args.rates.split(",")
-        ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    args = build_parser().parse_args(argv)
+    plan = make_plan(args)
+    try:
+        stack = discover(args.stack, args.state)
+    except (FileNotFoundError, RuntimeError) as err:
+        if not args.dry_run:
+            console.print(f"[red]{err}")
+            return 2
+        stack = _contract_stack()
+    args.run_dir = stack.run_dir  # TorchServe's key file for direct targets
+    pinned = [parse_target(s) for s in args.targets.split(",") if "@" in s]
+    targets = pinned + (stack.targets(plan.models, plan.patterns) if plan.patterns else [])
     started = datetime.now(UTC)
     run_dir = args.out or Path("results") / started.strftime("%Y%m%d-%H%M%S")
     if args.dry_run:
         for t in targets:
+            rates = (plan.rates or {}).get(t.path, [10.0])
+            loads = [{"mode": "closed", "concurrency": n, "batch": plan.batch} for n in plan.concurrency] or [
+                {"mode": "open", "schedule": plan.schedule, "rate_rps": r, "batch": plan.batch, "seed": plan.seed}
+                for r in rates
+            ]
             for load in loads:
-                print(shlex.join(locust_command(t, load, c, run_dir / "points" / "x.json", args)))
+                print(shlex.join(locust_command(t, load, plan.criteria, run_dir / "points" / "x.json", args)))
         return 0
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-    points = []
-    with Progress(console=console, transient=False) as progress:
-        for t in targets:
-            if not reachable(t):
-                console.print(f"[yellow]{t.id}: nothing listens on {t.host}:{t.port}; skipped")
-                continue
-            for load in loads:
-                point = run_point(t, load, c, run_dir, args, progress)
-                if point is not None:
-                    points.append(point)
+    tf = "real TF Serving" if stack.tf_side == "real" else "the TF Serving STAND-IN"
+    gw = "with" if stack.has_gateway else "without"
+    console.rule(f"twinserve bench: {len(targets)} targets ({stack.source} stack, {tf}, {gw} gateway) -> {run_dir}")
+    floor_entries: list[dict[str, Any]] = []
+    if args.floor is not None and args.floor.exists():
+        floor_entries = json.loads(args.floor.read_text(encoding="utf-8"))
+    elif not args.no_floor:
+        floor_entries = floor(plan.models, args.artifacts, run_dir / "floor.json", args.quick)
+    points = run_all(targets, plan, stack, run_dir, args)
     summary = {
         "schema_version": SCHEMA_VERSION,
         "points": points,
@@ -102,23 +143,46 @@ def main(argv: list[str] | None = None) -> int:
             "id": run_dir.name,
             "started_at": started.isoformat(timespec="seconds"),
             "mode": "full" if args.full else "quick",
-            "command": shlex.join(["python", "-m", "loadtest.run", *(argv or sys.argv[1:])]),
-            "host": {
-                "cpus": os.cpu_count() or 0,
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-            },
-            "criteria": c.as_dict(),
-            "slo_p99_ms": args.slo_ms,
-            "tfserving_stand_in": not args.tfserving_real,
+            "command": shlex.join(["python", "-m", "loadtest.run", *(argv if argv is not None else sys.argv[1:])]),
+            "host": {"cpus": os.cpu_count() or 0, "platform": platform.platform(), "python": platform.python_version()},
+            "criteria": plan.criteria.as_dict(),
+            "slo_p99_ms": plan.slo(plan.models[0]),
+            "slo_p99_ms_by_model": {m: plan.slo(m) for m in plan.models},
+            "tfserving_stand_in": stack.tf_side != "real",
+            "notes": []
+            if any(p["target"]["path"] == "gateway" for p in points)
+            else ["The gateway was not running: no gateway targets measured."],
+            "environment": environment.describe(stack),
         },
+        "floor": floor_entries,
     }
-    if args.floor.exists():
-        summary["floor"] = json.loads(args.floor.read_text(encoding="utf-8"))
     summary["decomposition"] = decomposition(summary)
     paths = write_report(summary, run_dir)
-    console.print(f"{len(points)} points, {sum(p['valid'] for p in points)} VALID -> {paths['html']}")
+    print_summary(summary, paths["html"])
     return 0
+
+
+def print_summary(summary: dict[str, Any], html: Path) -> None:
+    """One screen: per target, the best VALID rate under the SLO, and where the report is."""
+    points, run = summary["points"], summary["run"]
+    table = Table(title="max throughput with p99 within SLO (VALID points only)")
+    for col in ("target", "points", "VALID", "req/s", "p50 ms", "p99 ms", "SLO ms"):
+        table.add_column(col, justify="left" if col == "target" else "right", overflow="fold")
+    for tid, best in sorted(best_under_slo(points, run).items()):
+        mine = [p for p in points if p["target"]["id"] == tid]
+        lat = best["latency_ms"]["from_schedule"] if best else None
+        table.add_row(
+            tid,
+            str(len(mine)),
+            str(sum(p["valid"] for p in mine)),
+            f"{best['achieved_rps']:.1f}" if best else "–",
+            f"{lat['p50']:.2f}" if lat else "–",
+            f"{lat['p99']:.2f}" if lat else "–",
+            f"{slo_for(run, mine[0]['target']['model']):g}",
+        )
+    console.print(table)
+    valid = sum(p["valid"] for p in points)
+    console.print(f"{len(points)} points, {valid} VALID. Report: [bold]{html}[/bold]")
 
 
 if __name__ == "__main__":

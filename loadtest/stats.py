@@ -82,9 +82,7 @@ def write_hlogs(rec: Recorder, out_dir: Path) -> list[Path]:
         path = out_dir / f"{rec.target}.{kind}.hlog"
         with path.open("w", encoding="utf-8") as fh:
             writer = HistogramLogWriter(fh)
-            writer.output_comment(
-                f"[twinserve loadtest: target {rec.target}, latency {kind}, unit microseconds]"
-            )
+            writer.output_comment(f"[twinserve loadtest: target {rec.target}, latency {kind}, unit microseconds]")
             writer.output_log_format_version()
             writer.output_base_time(int((rec.epoch + rec.warmup_s) * 1000))
             writer.output_legend()

@@ -49,7 +49,9 @@ class Target:
 
     @property
     def spec(self) -> str:
-        """The id, with '@port' when the port is overridden (what `parse_target` reads back)."""
+        """The id, with '@port' (or '@host:port' off loopback) when not the contract's (`parse_target` reads it)."""
+        if self.host != "127.0.0.1":
+            return f"{self.id}@{self.host}:{self.port}"
         return self.id + (f"@{self.port_override}" if self.port_override else "")
 
     @property
@@ -79,8 +81,12 @@ class Target:
 
 
 def parse_target(spec: str, host: str = "127.0.0.1") -> Target:
-    """Parse 'torchserve-grpc-direct:digits', optionally with '@port' at the end."""
-    spec, _, port = spec.partition("@")
+    """Parse 'torchserve-grpc-direct:digits', optionally with '@port' or '@host:port' at the end."""
+    spec, _, where = spec.partition("@")
+    if ":" in where:
+        host, _, port = where.rpartition(":")
+    else:
+        port = where
     try:
         name, model = spec.split(":", 1)
         framework, protocol, path = name.split("-")
@@ -109,5 +115,5 @@ def expand(patterns: list[str], models: list[str]) -> list[Target]:
 
 
 def read_inference_key(key_file: Path = KEY_FILE) -> str:
-    """TorchServe's current inference token (re-read after a 401: tokens expire)."""
+    """TorchServe's current inference token (re-read after a 401, or a 400 InvalidKeyException: keys expire)."""
     return str(json.loads(key_file.read_text(encoding="utf-8"))["inference"]["key"])

@@ -32,6 +32,11 @@ class Criteria:
     """Largest share of sends released more than 1 ms behind schedule."""
     max_error_rate: float = 0.01
     """Largest share of requests that failed (transport error or bad status)."""
+    p99_min_window: int = 1000
+    """Fewest requests per window for comparing window p99s directly; smaller windows are tested by how
+    many of their requests exceed the pooled p99 (binomial test), since a p99 of 100 samples is noise."""
+    tail_alpha: float = 0.001
+    """False-alarm probability per window of that binomial test."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for summary.json."""
@@ -65,6 +70,8 @@ class Evidence:
     """Fewest successful requests in a complete window (p99 of a small window is mostly noise)."""
     generator_cpu_pct: float = 0.0
     dropped: int = 0
+    tail: list[tuple[int, int]] | None = None
+    """Per stability window: (successful requests, how many exceeded the windows' pooled p99)."""
 
 
 @dataclass
@@ -80,6 +87,29 @@ class Verdict:
 def _spread(values: list[float]) -> float:
     mean = sum(values) / len(values)
     return max(abs(v - mean) for v in values) / mean if mean > 0 else float("inf")
+
+
+def binomial_upper(n: int, p: float, alpha: float) -> int:
+    """Smallest k with P(Binomial(n, p) > k) <= alpha."""
+    term = (1.0 - p) ** n  # P(X = 0)
+    cdf, k = term, 0
+    while 1.0 - cdf > alpha and k < n:
+        term *= (n - k) / (k + 1) * p / (1.0 - p)
+        k += 1
+        cdf += term
+    return k
+
+
+def _tail_reason(ev: Evidence, c: Criteria) -> str | None:
+    """Binomial test of small windows: more requests above the pooled p99 than chance allows."""
+    for i, (n, k) in enumerate(ev.tail or []):
+        limit = binomial_upper(n, 0.01, c.tail_alpha)
+        if k > limit:
+            return (
+                f"unstable p99: a window had {k} of {n} requests above the pooled p99 "
+                f"(chance allows {limit} at alpha {c.tail_alpha:g}; window {i + 1} of the last {len(ev.tail or [])})"
+            )
+    return None
 
 
 def judge(ev: Evidence, c: Criteria) -> Verdict:
@@ -100,30 +130,29 @@ def judge(ev: Evidence, c: Criteria) -> Verdict:
         tput = _spread([t for t, _ in last])
         if tput > c.stability_tolerance:
             reasons.append(
-                f"unstable throughput: last {c.stable_windows} windows vary {tput:.0%} "
-                f"> {c.stability_tolerance:.0%}"
+                f"unstable throughput: last {c.stable_windows} windows vary {tput:.1%} > {c.stability_tolerance:.0%}"
             )
         p99s = [p for _, p in last]
         if any(p is None for p in p99s):
             reasons.append("unstable p99: a window had no successful request")
+        elif ev.tail is not None and ev.per_window < c.p99_min_window:
+            reason = _tail_reason(ev, c)
+            if reason:
+                reasons.append(reason)
         else:
             p99 = _spread([p for p in p99s if p is not None])
             if p99 > c.stability_tolerance:
                 hint = f" (only {ev.per_window} requests in a window)" if 0 < ev.per_window < 1000 else ""
                 reasons.append(
-                    f"unstable p99: last {c.stable_windows} windows vary {p99:.0%} "
-                    f"> {c.stability_tolerance:.0%}{hint}"
+                    f"unstable p99: last {c.stable_windows} windows vary {p99:.1%} > {c.stability_tolerance:.0%}{hint}"
                 )
     if ev.keep_up is not None and ev.keep_up < 1.0 - c.stability_tolerance:
         reasons.append(f"falling behind: served {ev.keep_up:.0%} of the offered load")
     if ev.generator_cpu_pct >= c.max_generator_cpu_pct:
-        reasons.append(
-            f"generator overloaded: CPU {ev.generator_cpu_pct:.0f} % >= {c.max_generator_cpu_pct:g} %"
-        )
+        reasons.append(f"generator overloaded: CPU {ev.generator_cpu_pct:.0f} % >= {c.max_generator_cpu_pct:g} %")
     if late_fraction >= c.max_late_fraction:
         reasons.append(
-            f"generator late: {late_fraction:.1%} of sends > 1 ms behind schedule "
-            f"(limit {c.max_late_fraction:.0%})"
+            f"generator late: {late_fraction:.1%} of sends > 1 ms behind schedule (limit {c.max_late_fraction:.0%})"
         )
     if ev.dropped:
         reasons.append(f"generator saturated: {ev.dropped} sends dropped at the in-flight cap")

@@ -15,12 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(prog="python -m loadtest.report", description=__doc__)
     ap.add_argument("summary", nargs="?", type=Path, help="summary.json to render next to itself")
-    ap.add_argument(
-        "--synthetic", type=Path, metavar="DIR", help="write a synthetic (clearly labelled) report"
-    )
-    ap.add_argument(
-        "--real-tfserving", action="store_true", help="synthetic: pretend TF side is the real server"
-    )
+    ap.add_argument("--synthetic", type=Path, metavar="DIR", help="write a synthetic (clearly labelled) report")
+    ap.add_argument("--real-tfserving", action="store_true", help="synthetic: pretend TF side is the real server")
     ap.add_argument("--schema", action="store_true", help="print the JSON Schema of summary.json")
     args = ap.parse_args(argv)
     if args.schema:

@@ -19,14 +19,23 @@ def p99(point: dict[str, Any]) -> float | None:
     return point["latency_ms"]["from_schedule"]["p99"]
 
 
-def best_under_slo(points: Sequence[dict[str, Any]], slo_ms: float) -> dict[str, dict[str, Any] | None]:
-    """Per target id: the VALID point with the highest achieved throughput whose p99 meets the SLO."""
+def slo_for(run: dict[str, Any], model: str) -> float:
+    """The p99 SLO of `model` in ms (per-model value if set, else the run's default)."""
+    return float(run.get("slo_p99_ms_by_model", {}).get(model, run["slo_p99_ms"]))
+
+
+def best_under_slo(
+    points: Sequence[dict[str, Any]], slo_ms: float | dict[str, Any]
+) -> dict[str, dict[str, Any] | None]:
+    """Per target id: the VALID point with the highest achieved throughput whose p99 meets the SLO
+    (`slo_ms`: one number for every model, or the summary's `run` for per-model SLOs)."""
     best: dict[str, dict[str, Any] | None] = {}
     for pt in points:
         tid = pt["target"]["id"]
         best.setdefault(tid, None)
         lat = p99(pt)
-        if not pt["valid"] or lat is None or lat > slo_ms:
+        slo = slo_for(slo_ms, pt["target"]["model"]) if isinstance(slo_ms, dict) else slo_ms
+        if not pt["valid"] or lat is None or lat > slo:
             continue
         cur = best[tid]
         if cur is None or pt["achieved_rps"] > cur["achieved_rps"]:
@@ -44,9 +53,8 @@ def floor_p50(summary: dict[str, Any], framework: str, model: str, batch: int = 
 
 def headline(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of the headline table: one per target that has a VALID point under the SLO."""
-    slo = summary["run"]["slo_p99_ms"]
     rows = []
-    for _tid, pt in sorted(best_under_slo(summary["points"], slo).items()):
+    for _tid, pt in sorted(best_under_slo(summary["points"], summary["run"]).items()):
         if pt is None:
             continue
         t, lat = pt["target"], pt["latency_ms"]["from_schedule"]
@@ -62,23 +70,25 @@ def headline(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 "p99_9": lat["p99_9"],
                 "error_rate": pt["error_rate"],
                 "overhead": round(lat["p50"] / fl, 1) if fl and lat["p50"] else None,
+                "slo": slo_for(summary["run"], t["model"]),
             }
         )
     return sorted(rows, key=lambda r: (r["target"]["model"], -r["rps"]))
 
 
 def verdict(summary: dict[str, Any]) -> str:
-    """One sentence: each framework's best direct-path throughput under the SLO, from VALID points only."""
-    slo = summary["run"]["slo_p99_ms"]
+    """One sentence: each framework's best direct-path throughput under the SLO, from VALID points only
+    (the first model in name order when several were measured)."""
     stand_in = summary["run"]["tfserving_stand_in"]
-    rows = [r for r in headline(summary) if r["target"]["path"] == "direct"]
+    models = sorted({p["target"]["model"] for p in summary["points"]}) or ["-"]
+    slo = slo_for(summary["run"], models[0])
+    rows = [r for r in headline(summary) if r["target"]["path"] == "direct" and r["target"]["model"] == models[0]]
     best: dict[str, dict[str, Any]] = {}
     for r in rows:
         fw = r["target"]["framework"]
         if fw not in best or r["rps"] > best[fw]["rps"]:
             best[fw] = r
-    models = sorted({p["target"]["model"] for p in summary["points"]}) or ["-"]
-    where = f"model {', '.join(models)}, direct, VALID points only"
+    where = f"model {models[0]}, direct, VALID points only"
     if not best:
         invalid = sum(not p["valid"] for p in summary["points"])
         return (
@@ -90,11 +100,23 @@ def verdict(summary: dict[str, Any]) -> str:
         top = best.get(fw)
         name = NAMES[fw] + (" (stand-in)" if stand_in and fw == "tfserving" else "")
         if top is None:
-            parts.append(f"{name} had no VALID point under the SLO")
+            mine = [
+                p
+                for p in summary["points"]
+                if p["valid"]
+                and p99(p) is not None
+                and (p["target"]["framework"], p["target"]["path"], p["target"]["model"]) == (fw, "direct", models[0])
+            ]
+            closest = min(mine, key=lambda p: p99(p) or 0.0, default=None)
+            hint = (
+                f" (its best VALID point: p99 {p99(closest):.1f} ms at {closest['achieved_rps']:,.0f} req/s)"
+                if closest is not None
+                else ""
+            )
+            parts.append(f"{name} had no VALID point within the SLO{hint}")
         else:
             parts.append(
-                f"{name} {NAMES[top['target']['protocol']]} sustained {top['rps']:,.0f} req/s "
-                f"(p99 {top['p99']:.1f} ms)"
+                f"{name} {NAMES[top['target']['protocol']]} sustained {top['rps']:,.0f} req/s (p99 {top['p99']:.1f} ms)"
             )
     return f"{parts[0]} vs {parts[1]} under the {slo:g} ms p99 SLO ({where})."
 
@@ -116,11 +138,25 @@ def pareto(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(front, key=lambda p: p["throughput_rps"])
 
 
-def decomposition(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Split each target's p50 at its lowest VALID offered load into floor, gateway and the rest.
+def _mean(pt: dict[str, Any], name: str) -> float | None:
+    lat = pt.get("server_timing_ms", {}).get(name)
+    return None if lat is None else lat["mean"]
 
-    gateway = gateway p50 - direct p50 (same framework, protocol, model, load); server-side queue/compute
-    need the servers' own metrics and stay None (shown as unattributed) until they are scraped.
+
+def _floor_mean(summary: dict[str, Any], framework: str, model: str, batch: int = 1) -> float | None:
+    for f in summary.get("floor", []):
+        if (f["framework"], f["model"], f["batch"]) == (framework, model, batch):
+            return f["latency_ms"]["mean"]
+    return None
+
+
+def decomposition(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Split each target's mean latency (from the actual send) at its lowest VALID offered load into
+    disjoint parts: floor, server compute beyond it, queue, gateway->server round trip, the gateway's own
+    time; the rest (client, network) is left unattributed. Means, because means of parts add up.
+
+    Sources: the floor run (in-process forward), the server's own counters scraped during the point
+    (`point.server`), and the gateway's Server-Timing header/trailer (`point.server_timing_ms`).
     """
     lowest: dict[str, dict[str, Any]] = {}
     for pt in summary["points"]:
@@ -133,18 +169,32 @@ def decomposition(summary: dict[str, Any]) -> list[dict[str, Any]]:
             lowest[tid] = pt
     out = []
     for tid, pt in sorted(lowest.items()):
-        t, p50 = pt["target"], pt["latency_ms"]["from_schedule"]["p50"]
-        row: dict[str, Any] = {
-            "target": tid,
-            "total_ms": p50,
-            "floor_ms": floor_p50(summary, t["framework"], t["model"], pt["load"]["batch"]),
-        }
-        direct = lowest.get(tid.replace("-gateway:", "-direct:"))
-        if (
-            t["path"] == "gateway"
-            and direct is not None
-            and direct["load"]["rate_rps"] == pt["load"]["rate_rps"]
-        ):
-            row["gateway_ms"] = max(0.0, round(p50 - direct["latency_ms"]["from_schedule"]["p50"], 4))
+        t = pt["target"]
+        total = pt["latency_ms"]["from_send"]["mean"]
+        if total is None:
+            continue
+        floor = _floor_mean(summary, t["framework"], t["model"], pt["load"].get("batch", 1))
+        row: dict[str, Any] = {"target": tid, "rate_rps": pt["load"]["rate_rps"], "total_ms": total}
+        server = pt.get("server")
+        inside = None
+        if server is not None:
+            inside = server["server_ms"]
+            if server.get("compute_ms") is not None:
+                row["queue_ms"] = server["queue_ms"]
+                row["compute_ms"] = server["compute_ms"]
+                key = "compute_ms"
+            else:
+                row["server_ms"] = inside
+                key = "server_ms"
+            if floor is not None:
+                row["floor_ms"] = min(floor, row[key])
+                row[key] = round(row[key] - row["floor_ms"], 4)
+        elif floor is not None:
+            row["floor_ms"] = floor
+        gw, up = _mean(pt, "gateway"), _mean(pt, "upstream")
+        if t["path"] == "gateway" and gw is not None and up is not None:
+            row["gateway_ms"] = round(max(0.0, gw - up), 4)
+            if inside is not None:
+                row["upstream_ms"] = round(max(0.0, up - inside), 4)
         out.append(row)
     return out

@@ -14,13 +14,14 @@ COLORS = {
     ("tfserving", "rest"): "#38bdf8",
 }
 PARTS = (
-    ("floor", "floor_ms", "#6b7280"),
-    ("compute", "compute_ms", "#10b981"),
-    ("queue", "queue_ms", "#f59e0b"),
-    ("upstream", "upstream_ms", "#8b5cf6"),
+    ("floor (forward)", "floor_ms", "#6b7280"),
+    ("server compute", "compute_ms", "#10b981"),
+    ("server (queue+compute)", "server_ms", "#84cc16"),
+    ("server queue", "queue_ms", "#f59e0b"),
+    ("gateway→server", "upstream_ms", "#8b5cf6"),
     ("gateway", "gateway_ms", "#ef4444"),
 )
-SPECTRUM_TICKS = [(1.0, "0%"), (2.0, "50%"), (10.0, "90%"), (100.0, "99%"), (1e3, "99.9%"), (1e4, "99.99%")]
+SPECTRUM_TICKS = [(2.0, "50%"), (10.0, "90%"), (100.0, "99%"), (1e3, "99.9%"), (1e4, "99.99%")]
 
 
 def _series_for(points: list[dict[str, Any]], stand_in: bool) -> dict[str, Series]:
@@ -44,7 +45,7 @@ def latency_vs_throughput(summary: dict[str, Any], model: str) -> str:
         tip = f"offered {p['load'].get('rate_rps')} req/s, achieved {p['achieved_rps']:g}, p99 {an.p99(p)} ms"
         tip += "" if p["valid"] else " INVALID: " + "; ".join(p["reasons"])
         series[p["target"]["id"]].marks.append(Mark(p["achieved_rps"], an.p99(p) or 0.0, p["valid"], tip))
-    slo = summary["run"]["slo_p99_ms"]
+    slo = an.slo_for(summary["run"], model)
     return chart(
         list(series.values()),
         x_label="achieved throughput (req/s)",
@@ -56,9 +57,7 @@ def latency_vs_throughput(summary: dict[str, Any], model: str) -> str:
 
 def spectrum(summary: dict[str, Any], model: str) -> str:
     """Percentile spectrum of each target at its best VALID load under the SLO (log-log)."""
-    best = an.best_under_slo(
-        [p for p in summary["points"] if p["target"]["model"] == model], summary["run"]["slo_p99_ms"]
-    )
+    best = an.best_under_slo([p for p in summary["points"] if p["target"]["model"] == model], summary["run"])
     chosen = [p for p in best.values() if p is not None]
     if not chosen:
         return "<p class='muted'>No VALID point under the SLO: no spectrum (logs of every point: hlog/).</p>"
@@ -68,8 +67,7 @@ def spectrum(summary: dict[str, Any], model: str) -> str:
         s.name += f" @ {p['achieved_rps']:,.0f}/s"
         s.markers = False
         s.marks = [
-            Mark(1.0 / max(1e-5, 1.0 - pct / 100.0), ms, True, f"p{pct:g}: {ms} ms")
-            for pct, ms in p["spectrum_ms"]
+            Mark(1.0 / max(1e-5, 1.0 - pct / 100.0), ms, True, f"p{pct:g}: {ms} ms") for pct, ms in p["spectrum_ms"]
         ]
     return chart(
         list(series.values()),
@@ -86,7 +84,7 @@ def slo_bars(summary: dict[str, Any]) -> str:
     """Max throughput under the SLO per target, VALID points only."""
     stand_in = summary["run"]["tfserving_stand_in"]
     rows = []
-    for tid, pt in sorted(an.best_under_slo(summary["points"], summary["run"]["slo_p99_ms"]).items()):
+    for tid, pt in sorted(an.best_under_slo(summary["points"], summary["run"]).items()):
         t = next(p["target"] for p in summary["points"] if p["target"]["id"] == tid)
         color = COLORS[(t["framework"], t["protocol"])]
         label = f"{an.target_label(t, stand_in)} · {t['model']}"
@@ -104,23 +102,23 @@ def slo_bars(summary: dict[str, Any]) -> str:
 
 
 def decomposition(summary: dict[str, Any]) -> str:
-    """Stacked p50 parts per target: floor, compute, queue, upstream, gateway, unattributed."""
+    """Stacked mean parts per target: floor, server compute/queue, gateway->server, gateway, unattributed."""
     rows = []
+    stand_in = summary["run"]["tfserving_stand_in"]
     for d in summary.get("decomposition", []):
         parts = [(name, d[key], color) for name, key, color in PARTS if d.get(key) is not None]
         rest = d["total_ms"] - sum(v for _, v, _ in parts)
         if rest > 0:
-            parts.append(("unattributed", rest, "#d1d5db"))
-        rows.append((d["target"], parts, f"{d['total_ms']:.2f} ms"))
+            parts.append(("client + network (unattributed)", rest, "#d1d5db"))
+        name, _, model = d["target"].partition(":")
+        fw, proto, path = name.split("-")
+        label = an.target_label({"framework": fw, "protocol": proto, "path": path}, stand_in) + f" · {model}"
+        rows.append((label, parts, f"{d['total_ms']:.2f} ms"))
     legend = (
         " ".join(f"<span style='color:{c}'>■</span> {n}" for n, _, c in PARTS)
-        + " <span style='color:#d1d5db'>■</span> unattributed"
+        + " <span style='color:#d1d5db'>■</span> client + network (unattributed)"
     )
-    return (
-        bars(rows, unit="ms") + f"<div class='muted'>{legend}</div>"
-        if rows
-        else "<p class='muted'>not measured</p>"
-    )
+    return bars(rows, unit="ms") + f"<div class='muted'>{legend}</div>" if rows else "<p class='muted'>not measured</p>"
 
 
 def batching(summary: dict[str, Any]) -> str:
@@ -130,9 +128,7 @@ def batching(summary: dict[str, Any]) -> str:
         pts = [b for b in summary.get("batching", []) if b["framework"] == fw]
         if not pts:
             continue
-        name = an.NAMES[fw] + (
-            " (stand-in)" if fw == "tfserving" and summary["run"]["tfserving_stand_in"] else ""
-        )
+        name = an.NAMES[fw] + (" (stand-in)" if fw == "tfserving" and summary["run"]["tfserving_stand_in"] else "")
         color = COLORS[(fw, "grpc")]
         tip = "batch ≤ {max_batch_size}, timeout {batch_timeout_us} µs: {throughput_rps}/s, p99 {p99_ms} ms"
         series.append(

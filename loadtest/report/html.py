@@ -19,7 +19,8 @@ figcaption{font-size:12px;color:#4b5563;margin-top:2px}table{border-collapse:col
 td,th{border-bottom:1px solid #e5e7eb;padding:4px 10px;text-align:right}th{background:#f9fafb}
 td:first-child,th:first-child{text-align:left}.inv{color:#b91c1c;font-weight:600}.ok{color:#15803d;font-weight:600}
 .muted{color:#6b7280;font-size:12px}
-table.points td:last-child,table.points th:last-child{text-align:left;max-width:560px}"""
+table.points td:last-child,table.points th:last-child{text-align:left;max-width:560px}
+table.env td,table.env th{text-align:left;max-width:1100px;word-break:break-word}"""
 
 
 def _table(rows: list[list[str]], head: list[str], cls: str = "") -> str:
@@ -32,10 +33,40 @@ def _n(v: float | None, spec: str = ".2f") -> str:
     return "–" if v is None else format(v, spec)
 
 
+def _server(p: dict[str, Any]) -> str:
+    srv = p.get("server")
+    if not srv:
+        return "–"
+    if srv.get("queue_ms") is None:
+        return f"{srv['server_ms']:.2f} in server"
+    return f"{srv['queue_ms']:.2f} / {srv['compute_ms']:.2f}"
+
+
+def _environment(run: dict[str, Any]) -> str:
+    env = run.get("environment") or {}
+    if not env:
+        return ""
+    rows = []
+    for key in ("cpu", "gpu", "memory", "os", "stack", "versions"):
+        value = env.get(key)
+        if key == "gpu" and not value:
+            value = "none detected (no nvidia-smi or no NVIDIA GPU)"
+        if value in (None, {}, []):
+            continue
+        text = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+        rows.append([escape(key), escape(text)])
+    configs = env.get("configs", {})
+    if configs:
+        rows.append(["configs", escape(", ".join(sorted(configs))) + " (full text in summary.json)"])
+    return "<h2>Environment</h2>" + _table(rows, ["what", "value"], "env")
+
+
 def render_html(summary: dict[str, Any]) -> str:
     """The whole report as one HTML string."""
-    run, slo = summary["run"], summary["run"]["slo_p99_ms"]
+    run = summary["run"]
     models = sorted({p["target"]["model"] for p in summary["points"]})
+    slos = {m: an.slo_for(run, m) for m in models} or {"-": run["slo_p99_ms"]}
+    slo_text = ", ".join(f"{m} {v:g} ms" for m, v in slos.items())
     invalid = [p for p in summary["points"] if not p["valid"]]
     hl = an.headline(summary)
     out = [
@@ -55,7 +86,7 @@ def render_html(summary: dict[str, Any]) -> str:
         )
     for note in run.get("notes", []):
         out.append(f"<div class='bad'>{escape(note)}</div>")
-    out.append(f"<h2>Headline: max throughput with p99 ≤ {slo:g} ms (VALID points only)</h2>")
+    out.append(f"<h2>Headline: max throughput with p99 ≤ SLO ({escape(slo_text)}; VALID points only)</h2>")
     out.append(
         _table(
             [
@@ -91,10 +122,14 @@ def render_html(summary: dict[str, Any]) -> str:
             f"<figure>{fig.spectrum(summary, model)}<figcaption>Percentile spectrum of each target "
             "at its best VALID load under the SLO.</figcaption></figure></div>"
         )
+    out.append("<div class='grid'><div><h2>Max throughput under the SLO</h2>" + fig.slo_bars(summary) + "</div>")
     out.append(
-        "<div class='grid'><div><h2>Max throughput under the SLO</h2>" + fig.slo_bars(summary) + "</div>"
+        "<div><h2>Where the time goes (mean, lowest VALID load)</h2>"
+        + fig.decomposition(summary)
+        + "<p class='muted'>Server parts from each server's own Prometheus counters scraped during the point; "
+        "gateway parts from its Server-Timing; floor = in-process forward. Means, because they add up.</p>"
+        "</div></div>"
     )
-    out.append("<div><h2>Where the time goes (p50)</h2>" + fig.decomposition(summary) + "</div></div>")
     out.append("<h2>Server batching: throughput vs p99, Pareto front</h2>" + fig.batching(summary))
     out.append(
         "<h2>All points</h2>"
@@ -111,16 +146,29 @@ def render_html(summary: dict[str, Any]) -> str:
                     f"{p['error_rate']:.2%}",
                     f"{p['late_fraction']:.2%}",
                     _n(p["generator"]["cpu_pct"], ".0f"),
+                    _server(p),
                     "<span class='ok'>VALID</span>"
                     if p["valid"]
                     else "<span class='inv'>INVALID</span> " + escape("; ".join(p["reasons"])),
                 ]
                 for p in summary["points"]
             ],
-            ["target", "offered", "req/s", "p50 ms", "p99 ms", "errors", "late", "gen CPU %", "validity"],
+            [
+                "target",
+                "offered",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "errors",
+                "late",
+                "gen CPU %",
+                "server queue / compute ms",
+                "validity",
+            ],
             "points",
         )
     )
+    out.append(_environment(run))
     crit = ", ".join(f"{k}={v}" for k, v in run["criteria"].items())
     host = ", ".join(f"{k}={v}" for k, v in run["host"].items())
     out.append(

@@ -22,9 +22,10 @@ def render_markdown(summary: dict[str, Any]) -> str:
             "",
         ]
     lines += [f"> {note}" for note in run.get("notes", [])] + ([""] if run.get("notes") else [])
+    models = sorted({p["target"]["model"] for p in summary["points"]})
+    slos = ", ".join(f"{m} {an.slo_for(run, m):g} ms" for m in models) or f"{run['slo_p99_ms']:g} ms"
     lines += [
-        f"Max throughput with p99 ≤ {run['slo_p99_ms']:g} ms, latency from the scheduled send "
-        "(open loop); VALID points only.",
+        f"Max throughput with p99 ≤ SLO ({slos}), latency from the scheduled send (open loop); VALID points only.",
         "",
         "| target | model | req/s | p50 ms | p99 ms | p99.9 ms | errors | overhead vs floor |",
         "|---|---|--:|--:|--:|--:|--:|--:|",
@@ -35,11 +36,29 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"| {r['label']} | {r['target']['model']} | {r['rps']:,.0f} | {_n(r['p50'])} | "
             f"{_n(r['p99'])} | {_n(r['p99_9'])} | {r['error_rate']:.2%} | {overhead} |"
         )
+    decomposition = summary.get("decomposition", [])
+    if decomposition:
+        lines += [
+            "",
+            "Where the time goes (mean ms at the lowest VALID load; rest = client + network):",
+            "",
+            "| target | total | floor | server compute | server queue | server (unsplit) | gateway→server "
+            "| gateway | rest |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        ]
+        keys = ("floor_ms", "compute_ms", "queue_ms", "server_ms", "upstream_ms", "gateway_ms")
+        for d in decomposition:
+            rest = d["total_ms"] - sum(d.get(k) or 0.0 for k in keys)
+            cells = " | ".join(_n(d.get(k)) for k in keys)
+            lines.append(f"| {d['target']} | {_n(d['total_ms'])} | {cells} | {_n(rest)} |")
+    env = run.get("environment", {})
+    if env.get("cpu"):
+        cpu = env["cpu"]
+        lines += ["", f"Host: {cpu.get('model')} × {cpu.get('count')}; GPU: {env.get('gpu') or 'none'}."]
     invalid = [p for p in summary["points"] if not p["valid"]]
     lines += [
         "",
-        f"{len(invalid)} of {len(summary['points'])} points INVALID (excluded above); "
-        "see report.html for each reason.",
+        f"{len(invalid)} of {len(summary['points'])} points INVALID (excluded above); see report.html for each reason.",
         "",
         f"Reproduce: `{run['command']}`",
         "",

@@ -5,11 +5,11 @@ Bump SCHEMA_VERSION on any change that breaks a reader; additive optional fields
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION: Literal["twinserve.loadtest.summary/1"] = "twinserve.loadtest.summary/1"
+SCHEMA_VERSION: Literal["twinserve.loadtest.summary/2"] = "twinserve.loadtest.summary/2"
 
 
 class _Strict(BaseModel):
@@ -19,9 +19,7 @@ class _Strict(BaseModel):
 class Target(_Strict):
     """What was measured: one framework, protocol, path and model."""
 
-    id: str = Field(
-        description="'<framework>-<protocol>-<path>:<model>', e.g. 'torchserve-grpc-direct:digits'"
-    )
+    id: str = Field(description="'<framework>-<protocol>-<path>:<model>', e.g. 'torchserve-grpc-direct:digits'")
     framework: Literal["torchserve", "tfserving"]
     protocol: Literal["rest", "grpc"]
     path: Literal["direct", "gateway"]
@@ -49,6 +47,7 @@ class Load(_Strict):
     concurrency: int | None = Field(None, description="outstanding requests (closed loop)")
     batch: int = Field(1, description="instances per request")
     seed: int | None = None
+    config: str | None = Field(None, description="server configuration of a batching sweep, e.g. 'ts-b8-t2000-w1'")
 
 
 class Window(_Strict):
@@ -69,6 +68,18 @@ class Generator(_Strict):
     late_sends: int = 0
     late_fraction: float = 0.0
     processes: list[dict[str, float | int | str]] = []
+    priority: str | None = Field(None, description="scheduling of the generator: 'SCHED_FIFO 1', 'nice -5', 'normal'")
+
+
+class ServerSide(_Strict):
+    """Mean time per request inside the server over the measured phase, from its own Prometheus counters."""
+
+    source: str = Field(description="which counters, e.g. 'ts_* counters' or 'request_latency _sum/_count'")
+    requests: int = Field(description="requests the server counted between the two scrapes")
+    interval_s: float = Field(description="time between the two scrapes")
+    server_ms: float = Field(description="mean time in the server (queue + compute)")
+    queue_ms: float | None = Field(None, description="mean time queued before a worker/batch took it")
+    compute_ms: float | None = Field(None, description="server_ms - queue_ms")
 
 
 class Point(_Strict):
@@ -78,9 +89,7 @@ class Point(_Strict):
     load: Load
     measured_s: float
     achieved_rps: float = Field(description="correct responses per second over the measured phase")
-    counts: dict[str, int] = Field(
-        description="sent, ok, errors, wrong, checked, late, warmup, dropped, overflow"
-    )
+    counts: dict[str, int] = Field(description="sent, ok, errors, wrong, checked, late, warmup, dropped, overflow")
     error_rate: float
     late_fraction: float
     latency_ms: dict[Literal["from_schedule", "from_send"], Latency]
@@ -90,6 +99,10 @@ class Point(_Strict):
     valid: bool
     reasons: list[str]
     hlogs: list[str] = Field([], description="HdrHistogram interval logs, relative to the run directory")
+    server: ServerSide | None = Field(None, description="server-side queue/compute, None when not scraped")
+    server_timing_ms: dict[str, Latency] = Field(
+        {}, description="durations the gateway reported in Server-Timing (gateway, upstream), per name"
+    )
 
 
 class Floor(_Strict):
@@ -103,17 +116,25 @@ class Floor(_Strict):
 
 
 class Decomposition(_Strict):
-    """Where the p50 of one target goes, in milliseconds; parts not measured are None."""
+    """Where the mean latency of one target goes, in ms: disjoint parts that add up to `total_ms` together
+    with the unattributed rest (client, network, HTTP/gRPC stacks); parts not measured are None.
+
+    Means, not percentiles: means of parts add up to the mean of the whole, percentiles do not.
+    """
 
     target: str
-    total_ms: float
-    gateway_ms: float | None = None
+    rate_rps: float | None = Field(None, description="offered load of the point decomposed")
+    total_ms: float = Field(description="mean latency from the actual send, as the client saw it")
+    gateway_ms: float | None = Field(None, description="the gateway's own time (Server-Timing gateway - upstream)")
     upstream_ms: float | None = Field(
-        None, description="network + client overhead between gateway and server"
+        None, description="gateway->server round trip outside the server's own time (network, codecs)"
     )
-    queue_ms: float | None = None
-    compute_ms: float | None = None
-    floor_ms: float | None = None
+    queue_ms: float | None = Field(None, description="time queued in the server")
+    server_ms: float | None = Field(
+        None, description="time in the server not split into queue and compute (minus the floor)"
+    )
+    compute_ms: float | None = Field(None, description="server compute minus the floor (handler, IPC, batching)")
+    floor_ms: float | None = Field(None, description="in-process forward pass (the floor), mean")
 
 
 class BatchingPoint(_Strict):
@@ -123,6 +144,9 @@ class BatchingPoint(_Strict):
     model: str
     max_batch_size: int
     batch_timeout_us: int
+    workers: int | None = Field(None, description="TorchServe workers (TF: num_batch_threads)")
+    target: str | None = Field(None, description="target id the configuration was measured through")
+    offered_rps: float | None = None
     throughput_rps: float
     p99_ms: float
     valid: bool
@@ -139,14 +163,18 @@ class Run(_Strict):
     host: dict[str, str | int | float]
     criteria: dict[str, float | int]
     slo_p99_ms: float = 25.0
+    slo_p99_ms_by_model: dict[str, float] = Field({}, description="per-model p99 SLO (default slo_p99_ms)")
     tfserving_stand_in: bool = Field(description="True when the TF Serving side is the native stand-in")
     notes: list[str] = []
+    environment: dict[str, Any] = Field(
+        {}, description="CPU, GPU, versions, stack (ports, real vs stand-in) and the server configs used"
+    )
 
 
 class Summary(_Strict):
     """summary.json: everything the report shows, nothing it has to recompute from raw samples."""
 
-    schema_version: Literal["twinserve.loadtest.summary/1"] = SCHEMA_VERSION
+    schema_version: Literal["twinserve.loadtest.summary/2"] = SCHEMA_VERSION
     run: Run
     points: list[Point]
     floor: list[Floor] = []

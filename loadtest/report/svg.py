@@ -58,9 +58,7 @@ class Axis:
             mults = (1, 2, 5) if len(decades) <= 3 else (1,)
             return [m * 10.0**d for d in decades for m in mults if self.lo <= m * 10.0**d <= self.hi]
         raw = (self.hi - self.lo) / n
-        step = min(
-            (s * 10.0 ** math.floor(math.log10(raw)) for s in (1, 2, 5, 10)), key=lambda s: abs(s - raw)
-        )
+        step = min((s * 10.0 ** math.floor(math.log10(raw)) for s in (1, 2, 5, 10)), key=lambda s: abs(s - raw))
         return [self.lo + i * step for i in range(int((self.hi - self.lo) / step + 1e-9) + 1)]
 
 
@@ -100,9 +98,7 @@ def chart(
         xlo = min(0.0, xlo)
     ylo, yhi = (min(ys) / 1.5, max(ys) * 1.5) if y_log else (0.0, max(ys) * 1.1)
     ax = Axis(xlo, xhi if xhi > xlo else xlo + 1, pad["l"], width - pad["r"], x_log)
-    ay = Axis(
-        max(ylo, 1e-3) if y_log else ylo, yhi if yhi > ylo else ylo + 1, height - pad["b"], pad["t"], y_log
-    )
+    ay = Axis(max(ylo, 1e-3) if y_log else ylo, yhi if yhi > ylo else ylo + 1, height - pad["b"], pad["t"], y_log)
     out = [
         f"<svg viewBox='0 0 {width} {height}' width='{width}' height='{height}' role='img'>",
         "<rect width='100%' height='100%' fill='white'/>",

@@ -7,14 +7,14 @@ One user per Locust process drives a shard of the arrival schedule (open loop) o
 from __future__ import annotations
 
 import argparse
+import gc
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import gevent
 
-from loadtest.drive import run_closed_loop, run_open_loop
+from loadtest.drive import Send, run_closed_loop, run_open_loop
 from loadtest.recorder import Recorder
 from loadtest.samples import load_reference
 from loadtest.schedule import Schedule
@@ -67,9 +67,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lt-target", default="torchserve-rest-direct:digits", help="target id")
     parser.add_argument("--lt-mode", choices=["open", "closed"], default="open")
     parser.add_argument("--lt-schedule", choices=["poisson", "constant"], default="poisson")
-    parser.add_argument(
-        "--lt-rate", type=float, default=50.0, help="offered req/s (open loop, all processes)"
-    )
+    parser.add_argument("--lt-rate", type=float, default=50.0, help="offered req/s (open loop, all processes)")
     parser.add_argument("--lt-concurrency", type=int, default=1, help="outstanding requests (closed loop)")
     parser.add_argument("--lt-seed", type=int, default=1)
     parser.add_argument("--lt-warmup", type=float, default=3.0, help="seconds sent but excluded")
@@ -105,7 +103,7 @@ class Driver:
         except (ValueError, KeyError, TypeError, IndexError):
             return "wrong"
 
-    def drive(self, send: Callable[[], str], shard: int, shards: int, epoch: float) -> Recorder:
+    def drive(self, send: Send, shard: int, shards: int, epoch: float) -> Recorder:
         """Run this process's part of the point from the shared wall-clock `epoch`; return its recorder."""
         cfg = self.cfg
         total = cfg.warmup_s + cfg.duration_s
@@ -119,5 +117,14 @@ class Driver:
             return self.rec
         sched = Schedule(cfg.rate, cfg.schedule, cfg.seed).shard(shard, shards)
         start = time.perf_counter() - (time.time() - self.rec.epoch)
-        run_open_loop(send, sched.offsets(duration_s=total), self.rec, start=start, drain_s=cfg.timeout_s)
+        # The cyclic collector can stop this process for milliseconds, and a stopped pacer sends late; what the
+        # run allocates is freed by reference counting, so collection waits until the point is over.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        try:
+            run_open_loop(send, sched.offsets(duration_s=total), self.rec, start=start, drain_s=cfg.timeout_s)
+        finally:
+            gc.enable()
+            gc.unfreeze()
         return self.rec

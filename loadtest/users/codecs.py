@@ -6,6 +6,7 @@ prebuilt call, and the answer's logits are compared with the reference logits of
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 
@@ -47,9 +48,7 @@ def build_call(t: Target, x: np.ndarray, expected: np.ndarray) -> Call:
     if t.path == "gateway":
         if t.protocol == "rest":
             body = {
-                "inputs": [
-                    {"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
-                ]
+                "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
             }
             return Call(
                 f"/v2/models/{m}/infer",
@@ -105,6 +104,22 @@ def parse_logits(t: Target, body: bytes) -> np.ndarray:
         return np.asarray([row["logits"] for row in doc["predictions"]], dtype=np.float32)
     outputs = doc["outputs"]
     return np.asarray(outputs["logits"] if isinstance(outputs, dict) else outputs, dtype=np.float32)
+
+
+def parse_server_timing(value: str | None) -> dict[str, float]:
+    """`Server-Timing: gateway;dur=1.2, upstream;dur=0.9` -> {'gateway': 1.2, 'upstream': 0.9} (ms).
+
+    Entries without a numeric `dur` are skipped; a malformed header yields what could be read.
+    """
+    out: dict[str, float] = {}
+    for entry in (value or "").split(","):
+        name, *params = (part.strip() for part in entry.split(";"))
+        for param in params:
+            key, _, val = param.partition("=")
+            if name and key.strip().lower() == "dur":
+                with contextlib.suppress(ValueError):
+                    out[name] = float(val.strip().strip('"'))
+    return out
 
 
 def is_right(logits: np.ndarray, expected: np.ndarray, atol: float = 1e-3) -> bool:

@@ -11,18 +11,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import gevent
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
+from loadtest.drive import Send
 from loadtest.recorder import Recorder
 from loadtest.users.base import Driver, LoadConfig
 
 START, SNAPSHOT = "twinserve_start", "twinserve_snapshot"
 LEAD_S = 2.0  # time for every worker to spawn its user before the first scheduled send
+LOCAL_LEAD_S = 0.5  # a single process only needs its own user spawned
 log = logging.getLogger("twinserve.loadtest")
 
 
@@ -41,9 +42,7 @@ class Coordinator:
         if isinstance(runner, WorkerRunner):
             runner.register_message(START, lambda environment, msg, **_: self._on_start(msg.data))
         if isinstance(runner, MasterRunner):
-            runner.register_message(
-                SNAPSHOT, lambda environment, msg, **_: self._on_snapshot(msg.node_id, msg.data)
-            )
+            runner.register_message(SNAPSHOT, lambda environment, msg, **_: self._on_snapshot(msg.node_id, msg.data))
         environment.events.test_start.add_listener(self._on_test_start)
         environment.events.quitting.add_listener(lambda **_: self.write())
 
@@ -54,9 +53,13 @@ class Coordinator:
         return self._driver
 
     def _on_test_start(self, **_: Any) -> None:
-        runner, epoch = self.env.runner, time.time() + LEAD_S
+        # The web UI may have changed the --lt-* fields, and may start several runs: begin afresh each time.
+        self.cfg = LoadConfig.from_options(self.env.parsed_options)
+        self._driver, self.snapshots, self.written = None, {}, False
+        runner = self.env.runner
         if isinstance(runner, WorkerRunner):
             return
+        epoch = time.time() + (LEAD_S if isinstance(runner, MasterRunner) else LOCAL_LEAD_S)
         if isinstance(runner, MasterRunner):
             ids = sorted(runner.clients)
             self.expected = len(ids)
@@ -68,7 +71,7 @@ class Coordinator:
     def _on_start(self, data: dict[str, float]) -> None:
         self.start = data
 
-    def run(self, driver: Driver, send: Callable[[], str]) -> None:
+    def run(self, driver: Driver, send: Send) -> None:
         """Wait for the start message, drive this shard, ship the snapshot, stop this user."""
         for _ in range(600):  # bounded: 60 s for the master's start message
             if self.start is not None:
@@ -89,7 +92,8 @@ class Coordinator:
         self.snapshots[node] = snap
         if len(self.snapshots) >= self.expected:
             self.write()
-            gevent.spawn_later(0.2, self.env.runner.quit)
+            # Headless: the point is done, quit; with the web UI, stop and wait for the next run.
+            gevent.spawn_later(0.2, self.env.runner.quit if self.env.web_ui is None else self.env.runner.stop)
 
     def write(self) -> None:
         """Write the merged snapshot (once) to `--lt-out`; missing shards are recorded, not hidden."""

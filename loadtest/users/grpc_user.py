@@ -15,8 +15,10 @@ import grpc
 from grpc.experimental import gevent as grpc_gevent
 from locust import User, task
 
+from loadtest.drive import Outcome, Result
 from loadtest.targets import read_inference_key
 from loadtest.users.base import Driver
+from loadtest.users.codecs import parse_server_timing
 from loadtest.users.coordination import coordinator
 
 grpc_gevent.init_gevent()
@@ -35,9 +37,7 @@ class GrpcUser(User):
         self.channel = grpc.insecure_channel(t.address, options=CHANNEL_OPTIONS)
         self.methods: dict[str, Any] = {}
         self.token = (
-            read_inference_key(self.driver.cfg.key_file)
-            if (t.framework, t.path) == ("torchserve", "direct")
-            else ""
+            read_inference_key(self.driver.cfg.key_file) if (t.framework, t.path) == ("torchserve", "direct") else ""
         )
 
     def _method(self, path: str) -> Any:
@@ -45,8 +45,9 @@ class GrpcUser(User):
             self.methods[path] = self.channel.unary_unary(path)  # no serializers: bytes in, bytes out
         return self.methods[path]
 
-    def send(self) -> str:
-        """One call; outcome for the recorder, a request event for Locust's statistics."""
+    def send(self) -> Outcome:
+        """One call; outcome (with the gateway's `server-timing` trailer, if any) for the recorder, a request
+        event for Locust's statistics."""
         call = self.driver.next_call()
         metadata = list(call.headers.items())
         if self.token:
@@ -55,14 +56,22 @@ class GrpcUser(User):
         exc: Exception | None = None
         body = b""
         outcome = "errors"
+        timings: dict[str, float] = {}
+        done: float | None = None
         try:
-            body = self._method(call.path)(call.body, metadata=metadata, timeout=self.driver.cfg.timeout_s)
+            body, rpc = self._method(call.path).with_call(
+                call.body, metadata=metadata, timeout=self.driver.cfg.timeout_s
+            )
+            done = time.perf_counter()  # the answer is here; checking it is the generator's own work
             outcome = self.driver.judge(call, body)
             if outcome == "wrong":
                 exc = ValueError("wrong answer")
+            trailer = dict(rpc.trailing_metadata() or ()).get("server-timing")
+            timings = parse_server_timing(trailer if isinstance(trailer, str) else None)
         except grpc.RpcError as error:
             exc = error
-            if error.code() == grpc.StatusCode.UNAUTHENTICATED and self.token:
+            stale = error.code() == grpc.StatusCode.UNAUTHENTICATED or "InvalidKey" in str(error.details())
+            if stale and self.token:
                 self.token = read_inference_key(self.driver.cfg.key_file)  # TorchServe tokens expire
         self.environment.events.request.fire(
             request_type="grpc",
@@ -72,7 +81,7 @@ class GrpcUser(User):
             exception=exc,
             context={},
         )
-        return outcome
+        return Result(outcome, done, timings or None)
 
     @task
     def run_point(self) -> None:

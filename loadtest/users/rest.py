@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from locust import task
 from locust.contrib.fasthttp import FastHttpUser
 
+from loadtest.drive import Outcome, Result
 from loadtest.targets import read_inference_key
 from loadtest.users.base import Driver
+from loadtest.users.codecs import parse_server_timing
 from loadtest.users.coordination import coordinator
+
+# TorchServe 0.12 answers an expired or wrong key with 400 InvalidKeyException (not 401).
+STALE_KEY_MARKER = b"InvalidKeyException"
 
 
 class RestUser(FastHttpUser):
@@ -20,20 +26,19 @@ class RestUser(FastHttpUser):
     max_retries = 0  # a retry would hide a failure and double-count a send
 
     def __init__(self, environment: Any) -> None:
+        driver = coordinator(environment).driver()
+        self.host = driver.cfg.target.address  # the target names its address; -H is only Locust's default
         super().__init__(environment)
-        self.driver: Driver = coordinator(environment).driver()
+        self.driver: Driver = driver
         self.token = self._token()
 
     def _token(self) -> str:
         t = self.driver.cfg.target
-        return (
-            read_inference_key(self.driver.cfg.key_file)
-            if (t.framework, t.path) == ("torchserve", "direct")
-            else ""
-        )
+        return read_inference_key(self.driver.cfg.key_file) if (t.framework, t.path) == ("torchserve", "direct") else ""
 
-    def send(self) -> str:
-        """One request; the outcome classifies it for the recorder and Locust's own statistics."""
+    def send(self) -> Outcome:
+        """One request; the outcome classifies it for the recorder and Locust's own statistics, with the
+        gateway's `Server-Timing` durations when it sent them."""
         call = self.driver.next_call()
         headers = dict(call.headers)
         if self.token:
@@ -46,7 +51,10 @@ class RestUser(FastHttpUser):
             catch_response=True,
             name=self.driver.cfg.target.id,
         ) as resp:
-            if resp.status_code == 401 and self.token:
+            done = time.perf_counter()  # the body has been read; what follows is the generator's own work
+            if self.token and (
+                resp.status_code == 401 or (resp.status_code == 400 and STALE_KEY_MARKER in (resp.content or b""))
+            ):
                 self.token = self._token()  # TorchServe tokens expire; the next send uses the fresh one
             if resp.status_code != 200 or resp.content is None:
                 resp.failure(f"HTTP {resp.status_code}")
@@ -54,7 +62,8 @@ class RestUser(FastHttpUser):
             outcome = self.driver.judge(call, resp.content)
             if outcome == "wrong":
                 resp.failure("wrong answer")
-            return outcome
+            timing = resp.headers.get("Server-Timing") if resp.headers else None
+            return Result(outcome, done, parse_server_timing(timing) if timing else None)
 
     @task
     def run_point(self) -> None:

@@ -6,7 +6,6 @@ import multiprocessing as mp
 from collections.abc import Callable, Iterator
 
 import pytest
-
 from stall_server import serve
 
 

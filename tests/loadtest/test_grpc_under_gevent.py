@@ -22,11 +22,7 @@ def _serve(port_q: mp.Queue, lifetime_s: float) -> None:
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=CALLS + 2))
     server.add_generic_rpc_handlers(
-        [
-            grpc.method_handlers_generic_handler(
-                "probe.Slow", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
-            )
-        ]
+        [grpc.method_handlers_generic_handler("probe.Slow", {"Echo": grpc.unary_unary_rpc_method_handler(echo)})]
     )
     port_q.put(server.add_insecure_port("127.0.0.1:0"))
     server.start()

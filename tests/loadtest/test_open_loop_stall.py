@@ -28,9 +28,7 @@ def _sender(url: str) -> Callable[[], str]:
 
 
 def _at_least(h: HdrHistogram, us: int) -> int:
-    return sum(
-        it.count_at_value_iterated_to for it in h.get_recorded_iterator() if it.value_iterated_to >= us
-    )
+    return sum(it.count_at_value_iterated_to for it in h.get_recorded_iterator() if it.value_iterated_to >= us)
 
 
 def test_open_loop_catches_the_stall_closed_loop_hides(stall_server: Callable[..., str]) -> None:
@@ -52,6 +50,4 @@ def test_open_loop_catches_the_stall_closed_loop_hides(stall_server: Callable[..
     assert opened.from_schedule.get_value_at_percentile(99) >= 0.5 * STALL_MS * 1000
     assert opened.from_schedule.get_value_at_percentile(90) >= 0.1 * STALL_MS * 1000
     assert closed.from_schedule.get_value_at_percentile(99) <= 0.2 * STALL_MS * 1000
-    assert opened.from_schedule.get_value_at_percentile(
-        99
-    ) >= 3 * closed.from_schedule.get_value_at_percentile(99)
+    assert opened.from_schedule.get_value_at_percentile(99) >= 3 * closed.from_schedule.get_value_at_percentile(99)

@@ -23,6 +23,10 @@ def test_dry_run_prints_one_command_per_target_and_load(capsys: pytest.CaptureFi
                 "10,20",
                 "--processes",
                 "2",
+                "--models",
+                "digits",
+                "--state",
+                "/nonexistent/state.json",
                 "--dry-run",
             ]
         )
@@ -36,7 +40,8 @@ def test_dry_run_prints_one_command_per_target_and_load(capsys: pytest.CaptureFi
 
 
 def test_dry_run_closed_loop_sweep(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--targets", "tfserving-grpc-gateway:digits", "--concurrency", "1,4", "--dry-run"]) == 0
+    argv = ["--targets", "tfserving-grpc-gateway:digits", "--concurrency", "1,4", "--state", "/nonexistent/s.json"]
+    assert main([*argv, "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [ln.split("--lt-concurrency ")[1] for ln in lines] == ["1", "4"]
     assert all("--lt-mode closed" in ln for ln in lines)

@@ -109,9 +109,7 @@ def test_gateway_rest_uses_v2_and_the_backend_header() -> None:
     assert call.path == "/v2/models/digits/infer" and call.headers["X-Backend"] == "tfserving"
     tensor = json.loads(call.body)["inputs"][0]
     assert tensor["shape"] == [2, 1, 8, 8] and tensor["datatype"] == "FP32" and len(tensor["data"]) == 128
-    answer = {
-        "outputs": [{"name": "logits", "shape": [2, 10], "datatype": "FP32", "data": LOGITS.ravel().tolist()}]
-    }
+    answer = {"outputs": [{"name": "logits", "shape": [2, 10], "datatype": "FP32", "data": LOGITS.ravel().tolist()}]}
     assert np.array_equal(parse_logits(t, json.dumps(answer).encode()), LOGITS)
 
 
@@ -125,9 +123,7 @@ def test_answer_check_top1_and_tolerance() -> None:
 
 
 def test_calls_cycle_through_samples_in_batches() -> None:
-    ref = Reference(
-        "digits", RNG.random((5, 1, 8, 8), dtype=np.float32), RNG.random((5, 10), dtype=np.float32)
-    )
+    ref = Reference("digits", RNG.random((5, 1, 8, 8), dtype=np.float32), RNG.random((5, 10), dtype=np.float32))
     calls = build_calls(Target("torchserve", "grpc", "direct", "digits"), ref, batch=2)
     assert len(calls) == 2 and calls[0].path == TS_PREDICTIONS
     assert np.array_equal(calls[1].expected, ref.logits[[2, 3]])

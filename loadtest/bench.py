@@ -1,0 +1,129 @@
+"""`make bench`: every target of the running stack, a rate search per target, the floor, the report.
+
+The plan says which models, which targets, how each point is judged (criteria) and which rates run: a
+fixed list (`--rates`, and the quick preset) or a search for the highest rate whose p99 meets the model's
+SLO (loadtest/search.py). Server counters are scraped during every point (loadtest/servermetrics.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+
+from loadtest.search import SearchPlan, search
+from loadtest.servermetrics import Scraper, metrics_url
+from loadtest.stack import StackInfo
+from loadtest.sweep import console, reachable, run_point
+from loadtest.targets import Target
+from loadtest.validity import Criteria
+
+DEFAULT_SLO_MS = {"digits": 25.0, "resnet18": 1500.0}
+SEARCH_START = {"digits": 50.0, "resnet18": 2.0}
+QUICK_CRITERIA = Criteria(warmup_s=1.5, window_s=2.5, min_duration_s=7.5, min_requests=120)
+"""`make bench QUICK=1`: 9 s per point; 3 windows of 50-100 requests at 20-40 req/s (their tails judged by
+the binomial test, see validity.py)."""
+QUICK_RATES = {"direct": [20.0, 40.0], "gateway": [30.0]}
+
+
+@dataclass
+class Plan:
+    """What one bench run measures."""
+
+    models: list[str]
+    criteria: Criteria
+    slo_ms: dict[str, float]
+    patterns: list[str] = field(default_factory=lambda: ["all"])
+    rates: dict[str, list[float]] | None = None
+    """Fixed open-loop rates by path ('direct'/'gateway'); None: search each target."""
+    concurrency: list[int] = field(default_factory=list)
+    """Closed-loop sweep instead of open loop (comparison with perf_analyzer-style tools)."""
+    max_points: int = 5
+    schedule: str = "poisson"
+    batch: int = 1
+    seed: int = 1
+
+    def slo(self, model: str) -> float:
+        """p99 SLO of `model` (ms)."""
+        return self.slo_ms.get(model, DEFAULT_SLO_MS.get(model, 25.0))
+
+
+def scraper_for(stack: StackInfo, t: Target) -> Scraper | None:
+    """The scraper of the server behind `t`, where its counters describe exactly this target's requests:
+    TorchServe only for direct REST (its latency sums ignore gRPC), TF Serving per entrypoint (direct) or
+    all entrypoints (through the gateway, whichever protocol it speaks upstream)."""
+    if t.framework not in stack.services:
+        return None
+    if t.framework == "torchserve":
+        if (t.protocol, t.path) != ("rest", "direct"):
+            return None
+        return Scraper(t.framework, t.model, metrics_url(t.framework, stack.url("torchserve", "ts_metrics")))
+    entrypoint = t.protocol.upper() if t.path == "direct" else None
+    return Scraper(t.framework, t.model, metrics_url(t.framework, stack.url("tfserving", "tf_rest")), entrypoint)
+
+
+def _open(plan: Plan, rate: float) -> dict[str, Any]:
+    return {"mode": "open", "schedule": plan.schedule, "rate_rps": rate, "batch": plan.batch, "seed": plan.seed}
+
+
+def measure_target(
+    t: Target, plan: Plan, stack: StackInfo, run_dir: Path, args: argparse.Namespace, progress: Progress
+) -> list[dict[str, Any]]:
+    """Every point of one target: the fixed rates, the closed-loop sweep, or the rate search."""
+
+    def point(load: dict[str, Any]) -> dict[str, Any] | None:
+        return run_point(t, load, plan.criteria, run_dir, args, progress, scraper_for(stack, t))
+
+    if plan.concurrency:
+        loads = [{"mode": "closed", "concurrency": n, "batch": plan.batch} for n in plan.concurrency]
+        return [p for p in map(point, loads) if p is not None]
+    if plan.rates is not None:
+        return [p for p in (point(_open(plan, r)) for r in plan.rates.get(t.path, [])) if p is not None]
+    slo = plan.slo(t.model)
+    best, points = search(
+        lambda rate: point(_open(plan, rate)),
+        SearchPlan(start=SEARCH_START.get(t.model, 10.0), max_points=plan.max_points),
+        slo,
+    )
+    verdict = f"{best:g} req/s" if best is not None else "no rate"
+    console.print(f"{t.id}: highest rate with p99 ≤ {slo:g} ms: {verdict} ({len(points)} points)")
+    return points
+
+
+def run_all(
+    targets: list[Target], plan: Plan, stack: StackInfo, run_dir: Path, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Measure every reachable target in turn (never two at once: they would share the CPUs)."""
+    points: list[dict[str, Any]] = []
+    with Progress(console=console, transient=False) as progress:
+        for t in targets:
+            if not reachable(t):
+                console.print(f"[yellow]{t.id}: nothing listens on {t.host}:{t.port}; skipped")
+                continue
+            points += measure_target(t, plan, stack, run_dir, args, progress)
+    return points
+
+
+def floor(models: list[str], artifacts: Path, out: Path, quick: bool) -> list[dict[str, Any]]:
+    """In-process floor of both frameworks, in a child process (torch and TF stay out of this one);
+    empty where torch or TensorFlow is not installed (the load-generator image)."""
+    if not all(importlib.util.find_spec(m) for m in ("torch", "tensorflow")):
+        console.print("[yellow]floor skipped: torch or tensorflow is not installed here")
+        return []
+    iters = ["--iters", "200", "--budget", "8", "--batches", "1"] if quick else ["--batches", "1,8"]
+    cmd = [sys.executable, "-m", "loadtest.floor", "--models", ",".join(models), "--artifacts", str(artifacts)]
+    with console.status("floor: in-process forward latency of torch and TensorFlow"):
+        done = subprocess.run(
+            [*cmd, *iters, "--out", str(out)], capture_output=True, text=True, timeout=300, check=False
+        )
+    if done.returncode != 0 or not out.exists():
+        console.print(f"[red]floor failed (exit {done.returncode}): {done.stderr[-800:]}")
+        return []
+    return list(json.loads(out.read_text(encoding="utf-8")))
