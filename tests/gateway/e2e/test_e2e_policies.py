@@ -184,7 +184,8 @@ def test_rejected_key_is_502_naming_torchserve(stacks: Stacks, tmp_path: Path, t
     with serve(settings) as gw:
         assert infer(gw.url, **{"X-Backend": "torchserve"}).status_code == 200
         gw.plane.backends["torchserve"].settings.key_file = stale
-        gw.plane.backends["torchserve"]._keys["inference"] = "stale"  # as if the key had expired with no new one written
+        # as if the key had expired with no new one written
+        gw.plane.backends["torchserve"]._keys["inference"] = "stale"
         r = infer(gw.url, **{"X-Backend": "torchserve"})
         assert r.status_code == 502 and r.json()["error"].startswith("torchserve:"), r.text  # not the client's 4xx
 
