@@ -15,7 +15,7 @@ _QUICK := $(if $(filter 1 yes true,$(QUICK)),--quick)
 # TensorFlow's C++ INFO and WARNING lines drown the progress users want to see; errors still print.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup java export parity up down status test lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust
+.PHONY: help setup java export parity up down status test lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust chaos soak
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,12 @@ bench-batching: setup $(MANIFEST) ## batching/worker configs, each on a restarte
 locust: setup ## Locust web UI on http://127.0.0.1:8089 with twinserve's users, targets from run/state.json
 	$(PY) -m loadtest.webui $(BENCH_ARGS)
 
+chaos: setup $(MANIFEST) ## faults under load through the real gateway (SIGKILL, slow backend, restarts, soak) -> docs/reliability.md
+	$(PY) scripts/chaos.py $(CHAOS_ARGS)
+
+soak: setup $(MANIFEST) ## 10-minute soak through the gateway at half the chaos rate: no errors, RSS growth < 10 %
+	$(PY) scripts/chaos.py soak --minutes 10
+
 protos: $(STAMP) ## regenerate gateway/_generated from gateway/protos (committed; a test checks it is current)
 	$(PY) -m grpc_tools.protoc -I gateway/protos --python_out=gateway/_generated --pyi_out=gateway/_generated gateway/protos/*.proto
 
@@ -79,7 +85,7 @@ test: setup $(MANIFEST) compose-bin ## run the test suite (starts real servers o
 lint: $(STAMP) ## ruff (lint + format check), mypy, hadolint on every Dockerfile, docker compose config
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy models serving gateway loadtest
+	$(VENV)/bin/mypy models serving gateway loadtest reliability
 	$(VENV)/bin/hadolint serving/torchserve/Dockerfile serving/tfserving/Dockerfile gateway/Dockerfile loadtest/Dockerfile
 	PY=$(PY) bash scripts/check-compose.sh
 
