@@ -54,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--concurrency", default="", help="closed-loop sweep instead, e.g. '1,2,4,8'")
     ap.add_argument("--slo", default="", help="p99 SLO per model in ms (default digits=25,resnet18=1500)")
     ap.add_argument("--max-points", type=int, default=5, help="points per target in the rate search")
-    ap.add_argument("--schedule", choices=["poisson", "constant"], default="poisson")
+    ap.add_argument(
+        "--schedule",
+        choices=["poisson", "constant"],
+        default=None,
+        help="arrivals (default poisson; --quick: constant, whose even spacing is less sensitive to generator jitter)",
+    )
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--processes", type=int, default=1, help="Locust processes per point")
@@ -94,7 +99,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         rates=rates,
         concurrency=[int(n) for n in args.concurrency.split(",") if n],
         max_points=args.max_points,
-        schedule=args.schedule,
+        schedule=args.schedule or ("constant" if args.quick else "poisson"),
         batch=args.batch,
         seed=args.seed,
     )
