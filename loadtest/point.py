@@ -47,7 +47,12 @@ def tail_exceedances(rec: Recorder, indices: list[int]) -> list[tuple[int, int]]
 
 
 def evidence(
-    rec: Recorder, measured_s: float, generator_cpu_pct: float, open_loop: bool = True, stable_windows: int = 3
+    rec: Recorder,
+    measured_s: float,
+    generator_cpu_pct: float,
+    open_loop: bool = True,
+    stable_windows: int = 3,
+    late_explained: int = 0,
 ) -> Evidence:
     """Collect what `judge` needs from a merged recorder; only complete windows count for stability.
 
@@ -73,6 +78,7 @@ def evidence(
         else None,
         generator_cpu_pct=generator_cpu_pct,
         dropped=c["dropped"],
+        late_explained=late_explained,
     )
 
 
@@ -93,6 +99,7 @@ def build_point(
         float(generator.get("cpu_pct", 0.0)),
         load.get("mode", "open") == "open",
         criteria.stable_windows,
+        int(generator.get("platform", {}).get("late_explained", 0)),
     )
     verdict = judge(ev, criteria)
     c = rec.totals.counts

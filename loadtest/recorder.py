@@ -24,6 +24,8 @@ COUNTERS = ("sent", "ok", "errors", "wrong", "checked", "late", "warmup", "dropp
 """ok/errors/wrong partition completed measured requests (windowed by completion); checked counts answers
 compared with the reference; late/dropped count sends; warmup counts requests excluded as warm-up; due counts
 requests by the window they were *scheduled* in (the offered load the stability check compares with)."""
+MAX_LATE_LOG = 100_000
+"""Late sends kept with their times (for platform-stall attribution, loadtest/hiccup.py); more are only counted."""
 
 
 def new_histogram() -> HdrHistogram:
@@ -73,6 +75,9 @@ class Recorder:
         self._perf_to_wall = time.time() - time.perf_counter()
         self.totals = Window()
         self.windows: dict[int, Window] = {}
+        self.late_log: list[tuple[float, float]] = []
+        """(scheduled, sent) of measured late sends, `time.perf_counter()` seconds (CLOCK_MONOTONIC on Linux,
+        so comparable across processes)."""
 
     def _since_epoch(self, perf_t: float) -> float:
         return perf_t + self._perf_to_wall - self.epoch
@@ -110,6 +115,8 @@ class Recorder:
         self.totals.counts["due"] += 1
         win = self._window(done)
         late = sent - scheduled > LATE_THRESHOLD_S
+        if late and len(self.late_log) < MAX_LATE_LOG:
+            self.late_log.append((scheduled, sent))
         for part in (self.totals, win):
             part.counts["sent"] += 1
             part.counts[outcome] += 1
@@ -139,6 +146,7 @@ class Recorder:
             "window_s": self.window_s,
             "totals": _dump(self.totals),
             "windows": {str(i): _dump(w) for i, w in sorted(self.windows.items())},
+            "late_log": [list(pair) for pair in self.late_log],
         }
 
     @classmethod
@@ -155,6 +163,9 @@ class Recorder:
             _load_into(out.totals, snap["totals"])
             for key, w in snap["windows"].items():
                 _load_into(out.windows.setdefault(int(key), Window()), w)
+            room = MAX_LATE_LOG - len(out.late_log)
+            out.late_log.extend((float(a), float(b)) for a, b in snap.get("late_log", [])[:room])
+        out.late_log.sort()
         return out
 
 

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from loadtest.generator import GeneratorMonitor
+from loadtest.hiccup import Meters, Stalls, attribute, common, steal_ticks, ticks_per_s
 from loadtest.point import build_point
 from loadtest.recorder import Recorder
 from loadtest.servermetrics import Scraper
@@ -77,6 +78,47 @@ def point_name(t: Target, load: dict[str, Any], tag: str = "") -> str:
 
 GENERATOR_RT_PRIORITY = 1
 GENERATOR_NICE = -5
+METER_RT_PRIORITY = GENERATOR_RT_PRIORITY + 1  # the stall meter must outrank the generator it watches
+
+
+def generator_cpus(processes: int) -> list[int]:
+    """The CPUs the generator is pinned to: the last `processes` this process may use (at least one)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    return allowed[-max(1, min(processes, len(allowed))) :]
+
+
+def pin(pid: int, cpus: list[int]) -> bool:
+    """Pin `pid` (before it forks its workers, which inherit it) to `cpus`; False when not permitted."""
+    try:
+        os.sched_setaffinity(pid, set(cpus))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def platform_health(
+    meters: list[Stalls],
+    cpus: list[int],
+    pinned: bool,
+    late_log: list[tuple[float, float]],
+    measured: tuple[float, float],
+) -> dict[str, Any]:
+    """How much the platform stalled the generator's CPUs, and which late sends that explains.
+
+    Explanations count only when every meter ran pinned at real-time priority and the generator was pinned
+    to the watched CPUs (loadtest/hiccup.py says why); otherwise every late send stays the generator's.
+    """
+    trusted = pinned and bool(meters) and len(meters) == len(cpus) and all(m.trusted for m in meters)
+    stalls = common(meters) if meters else []
+    att = attribute(late_log, stalls, measured)
+    return {
+        "cpus": cpus,
+        "meter": ", ".join(sorted({m.priority for m in meters})) or "not running",
+        "trusted": trusted,
+        "stall_fraction": round(att.stall_fraction, 6),
+        "longest_stall_ms": round(att.longest_stall_ms, 3),
+        "late_explained": att.explained if trusted else 0,
+    }
 
 
 def prioritise(pid: int) -> str:
@@ -115,9 +157,14 @@ def run_point(
     cmd = locust_command(t, load, c, out, args)
     cap = c.warmup_s + c.min_duration_s + args.timeout + 60
     task = progress.add_task(name, total=c.warmup_s + c.min_duration_s)
+    cpus = generator_cpus(args.processes)
+    meters = Meters(cpus, run_dir / "stalls" / name, METER_RT_PRIORITY, cap + 30)
+    meters.start()
+    steal0, steal_t0 = steal_ticks(cpus), time.perf_counter()
     with (run_dir / "logs" / f"{name}.log").open("w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        priority = prioritise(proc.pid)  # long before Locust forks any worker, which inherit it
+        # Long before Locust forks any worker, which inherit both.
+        pinned, priority = pin(proc.pid, cpus), prioritise(proc.pid)
         mon, t0 = GeneratorMonitor(proc.pid), time.perf_counter()
         next_sample = t0
         while proc.poll() is None and time.perf_counter() - t0 < cap:
@@ -133,6 +180,9 @@ def run_point(
         proc.wait(timeout=10)
         if scraper is not None:
             scraper.sample()
+    stalls = meters.stop()
+    steal_s = (steal_ticks(cpus) - steal0) / ticks_per_s()
+    steal_span = (time.perf_counter() - steal_t0) * len(cpus)
     progress.update(task, completed=c.warmup_s + c.min_duration_s)
     if not out.exists():
         console.print(f"[red]{name}: no result (see {run_dir / 'logs' / (name + '.log')})")
@@ -144,6 +194,9 @@ def run_point(
     measured_from = time.perf_counter() - (time.time() - (rec.epoch + rec.warmup_s))
     health = mon.health(measured_from, rec.totals.counts["late"], rec.totals.counts["sent"])
     health["priority"] = priority
+    measured = (measured_from, measured_from + c.min_duration_s)
+    health["platform"] = platform_health(stalls, cpus, pinned, rec.late_log, measured)
+    health["platform"]["steal_pct"] = round(100 * steal_s / steal_span, 2) if steal_span > 0 else 0.0
     hlogs = [str(p.relative_to(run_dir)) for p in write_hlogs(rec, run_dir / "hlog" / name)]
     point = build_point(
         rec,

@@ -121,6 +121,41 @@ def verdict(summary: dict[str, Any]) -> str:
     return f"{parts[0]} vs {parts[1]} under the {slo:g} ms p99 SLO ({where})."
 
 
+NOISY_STALL_FRACTION = 0.01
+"""Above this median share of stalled time the report warns that the machine itself is noisy."""
+
+
+def platform_noise(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """How much the machine stalled the generator across the points (loadtest/hiccup.py), or None when no
+    point measured it: median and highest stalled share, median steal, late sends the stalls explained."""
+    plats = [p["generator"].get("platform") for p in summary["points"]]
+    plats = [x for x in plats if x]
+    if not plats:
+        return None
+    stalls = sorted(x["stall_fraction"] for x in plats)
+    steal = sorted(x.get("steal_pct", 0.0) for x in plats)
+    return {
+        "points": len(plats),
+        "median_stall_fraction": stalls[len(stalls) // 2],
+        "max_stall_fraction": stalls[-1],
+        "median_steal_pct": steal[len(steal) // 2],
+        "late_explained": sum(x["late_explained"] for x in plats),
+        "longest_stall_ms": max(x["longest_stall_ms"] for x in plats),
+        "noisy": stalls[len(stalls) // 2] > NOISY_STALL_FRACTION,
+    }
+
+
+def platform_text(noise: dict[str, Any]) -> str:
+    """One sentence for the report's caveats."""
+    return (
+        f"The machine itself stalled the load generator's CPU for {noise['median_stall_fraction']:.1%} of the "
+        f"measured time (median over {noise['points']} points; up to {noise['max_stall_fraction']:.1%}, longest "
+        f"stall {noise['longest_stall_ms']:.0f} ms; hypervisor steal {noise['median_steal_pct']:.1f} %). Latency "
+        "from the scheduled send includes these stalls, as a client's would; the "
+        f"{noise['late_explained']:,} late sends they explain are not held against the generator."
+    )
+
+
 def pareto(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """VALID batching points not beaten on both throughput (higher) and p99 (lower), by throughput."""
     valid = [p for p in points if p["valid"]]

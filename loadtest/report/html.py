@@ -42,6 +42,16 @@ def _server(p: dict[str, Any]) -> str:
     return f"{srv['queue_ms']:.2f} / {srv['compute_ms']:.2f}"
 
 
+def _late(p: dict[str, Any]) -> str:
+    """Late sends: the generator's own share, and the share platform stalls explain when measured."""
+    plat = p["generator"].get("platform")
+    sent = p["counts"].get("sent", 0)
+    if not plat or not plat.get("late_explained") or not sent:
+        return f"{p['late_fraction']:.2%}"
+    own = p["late_fraction"] - plat["late_explained"] / sent
+    return f"{own:.2%} <span class='muted'>(+{plat['late_explained'] / sent:.1%} platform)</span>"
+
+
 def _environment(run: dict[str, Any]) -> str:
     env = run.get("environment") or {}
     if not env:
@@ -86,6 +96,10 @@ def render_html(summary: dict[str, Any]) -> str:
         )
     for note in run.get("notes", []):
         out.append(f"<div class='bad'>{escape(note)}</div>")
+    noise = an.platform_noise(summary)
+    if noise:
+        css = "warn" if noise["noisy"] else "muted"
+        out.append(f"<div class='{css}'><b>Platform:</b> {escape(an.platform_text(noise))}</div>")
     out.append(f"<h2>Headline: max throughput with p99 ≤ SLO ({escape(slo_text)}; VALID points only)</h2>")
     out.append(
         _table(
@@ -144,7 +158,7 @@ def render_html(summary: dict[str, Any]) -> str:
                     _n(p["latency_ms"]["from_schedule"]["p50"]),
                     _n(an.p99(p)),
                     f"{p['error_rate']:.2%}",
-                    f"{p['late_fraction']:.2%}",
+                    _late(p),
                     _n(p["generator"]["cpu_pct"], ".0f"),
                     _server(p),
                     "<span class='ok'>VALID</span>"

@@ -22,6 +22,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
             "",
         ]
     lines += [f"> {note}" for note in run.get("notes", [])] + ([""] if run.get("notes") else [])
+    noise = an.platform_noise(summary)
+    if noise and noise["noisy"]:
+        lines += [f"> **Noisy machine:** {an.platform_text(noise)}", ""]
     models = sorted({p["target"]["model"] for p in summary["points"]})
     slos = ", ".join(f"{m} {an.slo_for(run, m):g} ms" for m in models) or f"{run['slo_p99_ms']:g} ms"
     lines += [

@@ -61,6 +61,18 @@ class Window(_Strict):
     counts: dict[str, int]
 
 
+class Platform(_Strict):
+    """How much the machine itself stalled the generator's CPUs during the point (loadtest/hiccup.py)."""
+
+    cpus: list[int] = Field(description="CPUs the generator was pinned to and the stall meters watched")
+    meter: str = Field(description="the meters' scheduling, e.g. 'SCHED_FIFO 2'")
+    trusted: bool = Field(description="meters pinned at real-time priority and generator pinned: explanations count")
+    stall_fraction: float = Field(description="share of the measured phase the generator's CPUs were stalled")
+    longest_stall_ms: float
+    late_explained: int = Field(description="late sends the stalls explain (0 unless trusted)")
+    steal_pct: float = Field(0.0, description="hypervisor steal of those CPUs during the point (/proc/stat), %")
+
+
 class Generator(_Strict):
     """Load-generator health during the measured phase."""
 
@@ -69,6 +81,7 @@ class Generator(_Strict):
     late_fraction: float = 0.0
     processes: list[dict[str, float | int | str]] = []
     priority: str | None = Field(None, description="scheduling of the generator: 'SCHED_FIFO 1', 'nice -5', 'normal'")
+    platform: Platform | None = Field(None, description="platform stalls and the late sends they explain")
 
 
 class ServerSide(_Strict):

@@ -87,7 +87,21 @@ def _point(rng: random.Random, fw: str, proto: str, path: str, rate: float) -> d
             }
             for i in range(3)
         ],
-        "generator": {"cpu_pct": 20.0 + rate / 20.0, "late_sends": 0, "late_fraction": 0.0, "processes": []},
+        "generator": {
+            "cpu_pct": 20.0 + rate / 20.0,
+            "late_sends": 0,
+            "late_fraction": 0.0,
+            "processes": [],
+            "platform": {
+                "cpus": [1],
+                "meter": "SCHED_FIFO 2",
+                "trusted": True,
+                "stall_fraction": round(rng.uniform(0.0, 0.04), 4),
+                "longest_stall_ms": round(rng.uniform(2.0, 30.0), 1),
+                "late_explained": 0,
+                "steal_pct": round(rng.uniform(0.0, 5.0), 2),
+            },
+        },
         "valid": not reasons,
         "reasons": reasons,
         "hlogs": [],
