@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException
 
 from gateway import rest
@@ -20,7 +20,7 @@ from gateway.core import DataPlane
 from gateway.errors import GatewayError, Overloaded, client_message, http_status
 from gateway.limits import BodySizeLimit
 from gateway.settings import Settings
-from gateway.telemetry import Metrics, configure_logging, request_id
+from gateway.telemetry import Metrics, configure_logging, new_request_id, request_id
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         rid = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
-        rid = rid[:128] if rid.isprintable() and rid else uuid.uuid4().hex
+        rid = rid[:128] if rid.isprintable() and rid else new_request_id()
         token = request_id.set(rid)
 
         async def send_with_id(message: dict[str, Any]) -> None:
@@ -92,10 +92,13 @@ def create_app(settings: Settings | None = None, *, backends: dict[str, Backend]
                 await server.stop(settings.server.graceful_timeout_s)
             await plane.close()
 
-    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # Telemetry is our own (Prometheus, JSON logs); FastAPI's OpenTelemetry hook would look up three global
+    # providers on every request to find them unconfigured.
+    no_otel: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=no_otel)
     app.state.settings = settings
     app.state.metrics = metrics
-    app.include_router(rest.router)
+    rest.mount(app)
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> Response:

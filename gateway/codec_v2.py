@@ -24,7 +24,8 @@ def parse_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
     else:
         head, tail = view, memoryview(b"")
     try:
-        payload = json.loads(bytes(head), parse_constant=_reject_constant)
+        raw = bytes(head)
+        payload = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # json.loads, minus a decoder
     except RecursionError:
         raise InvalidArgument("request body is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
@@ -37,6 +38,9 @@ def parse_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
 def _reject_constant(name: str) -> Any:
     """NaN and Infinity are not JSON (RFC 8259); Python's parser would accept them."""
     raise ValueError(f"{name} is not valid JSON; send finite numbers")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _params(item: dict[str, Any]) -> dict[str, Any]:

@@ -147,14 +147,10 @@ class DataPlane:
                 self.metrics.rejections.labels(exc.reason).inc()
             raise
         finally:
-            labels = (
-                req.model if req.model in self.routes else "unknown",
-                backend,
-                req.protocol,
-                status_class(status),
+            model = req.model if req.model in self.routes else "unknown"
+            self.metrics.observe_request(
+                model, backend, req.protocol, status_class(status), time.perf_counter() - start
             )
-            self.metrics.requests.labels(*labels).inc()
-            self.metrics.request_duration.labels(*labels).observe(time.perf_counter() - start)
 
     async def _infer(self, req: InferRequest) -> InferResult:
         if not req.inputs:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +16,7 @@ from gateway.auth import ApiKeys
 from gateway.core import DataPlane, InferRequest
 from gateway.errors import GatewayError, InvalidArgument, client_message, grpc_code
 from gateway.settings import Settings
-from gateway.telemetry import request_id
+from gateway.telemetry import new_request_id, request_id
 from gateway.tensors import V2_TO_NUMPY, InferTensor, check_shape, decode_binary, encode_binary
 
 # Our messages use a private proto package; the service name below is what goes on the wire.
@@ -103,7 +102,7 @@ class InferenceServicer:
 
         async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
             md = self._metadata(context)
-            rid = md.get("x-request-id") or uuid.uuid4().hex
+            rid = md.get("x-request-id") or new_request_id()
             token = request_id.set(rid)
             try:
                 if not open_:

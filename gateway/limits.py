@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from gateway.errors import Overloaded, PayloadTooLarge
@@ -32,9 +30,14 @@ class InFlightLimiter:
     def _reject(self, why: str) -> Overloaded:
         return Overloaded(f"{self.backend} {why}", backend=self.backend, retry_after_s=self.retry_after_s)
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one in-flight slot for the body of the `async with`, or raise Overloaded."""
+    def slot(self) -> InFlightLimiter:
+        """`async with limiter.slot():` holds one in-flight slot for its body, or raises Overloaded.
+
+        The limiter is its own context manager: a generator-based one would cost a generator and a wrapper per call.
+        """
+        return self
+
+    async def __aenter__(self) -> None:
         if self._sem.locked():
             if self.waiting >= self.max_queue:
                 raise self._reject(f"is at its in-flight limit ({self.max_in_flight}) and queue is full")
@@ -48,11 +51,10 @@ class InFlightLimiter:
         else:
             await self._sem.acquire()
         self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-            self._sem.release()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.in_flight -= 1
+        self._sem.release()
 
 
 class BodySizeLimit:

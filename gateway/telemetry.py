@@ -5,13 +5,21 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import random
 import time
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+def new_request_id() -> str:
+    """A fresh request id: 32 random hex digits, like uuid4().hex without its syscall and object per request."""
+    return f"{random.getrandbits(128):032x}"
+
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 DIFF_BUCKETS = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -95,6 +103,35 @@ class Metrics:
             ["model", "from_backend"],
             registry=r,
         )
+
+        # labels() hashes and validates its arguments on every call; the label sets are bounded, so keep the children
+        self._request_children: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        self._upstream_children: dict[tuple[str, ...], Any] = {}
+        self._in_flight_children: dict[str, Any] = {}
+
+    def observe_request(self, model: str, backend: str, protocol: str, status: str, seconds: float) -> None:
+        """Count one answered request and record its duration."""
+        key = (model, backend, protocol, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (self.requests.labels(*key), self.request_duration.labels(*key))
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_upstream(self, model: str, backend: str, outcome: str, seconds: float) -> None:
+        """Record the duration of one upstream call."""
+        key = (model, backend, outcome)
+        child = self._upstream_children.get(key)
+        if child is None:
+            child = self._upstream_children[key] = self.upstream_duration.labels(*key)
+        child.observe(seconds)
+
+    def in_flight_of(self, backend: str) -> Any:
+        """The in-flight gauge of one backend."""
+        child = self._in_flight_children.get(backend)
+        if child is None:
+            child = self._in_flight_children[backend] = self.in_flight.labels(backend)
+        return child
 
     def exposition(self) -> bytes:
         """The text exposition: this registry, or all workers' files in multiprocess mode."""

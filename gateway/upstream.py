@@ -57,7 +57,7 @@ class Upstreams:
         outcome = "error"
         try:
             async with self.limiters[backend].slot():
-                gauge = self.metrics.in_flight.labels(backend)
+                gauge = self.metrics.in_flight_of(backend)
                 gauge.inc()
                 try:
                     outputs = await client.infer(model, version, inputs, timeout_s=timeout, request_id=request_id)
@@ -79,7 +79,7 @@ class Upstreams:
             breaker.release_probe()  # never reached the backend (overloaded)
             raise
         finally:
-            self.metrics.upstream_duration.labels(model, backend, outcome).observe(time.perf_counter() - t0)
+            self.metrics.observe_upstream(model, backend, outcome, time.perf_counter() - t0)
 
     async def shadow_call(
         self, model: str, backend: str, version: str | None, inputs: list[InferTensor], request_id: str

@@ -27,7 +27,10 @@ class Backend(abc.ABC):
     async def start(self) -> None:
         """Open the pooled HTTP session and the gRPC channel (once, in the app lifespan)."""
         connector = aiohttp.TCPConnector(limit=self.settings.pool_size, keepalive_timeout=30)
-        self.session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        # Every call is bounded by our own deadline (infer) or its own ClientTimeout (health); aiohttp's default
+        # 5-minute total would arm and cancel one more timer per request, and silently cap longer timeouts.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
+        self.session = aiohttp.ClientSession(connector=connector, raise_for_status=False, timeout=timeout)
         options = [
             ("grpc.max_receive_message_length", 256 << 20),
             ("grpc.max_send_message_length", 256 << 20),
