@@ -108,7 +108,11 @@ def decode_json(name: str, datatype: str, shape: Any, data: Any) -> InferTensor:
         else:
             if not set(map(type, flat)) <= {int, float}:  # set of types: one C-speed pass, rejects bool/str
                 raise ValueError(f"{datatype} data must be numbers")
-            array = np.asarray(flat, dtype=dtype)
+            with np.errstate(over="ignore"):  # an overflow is reported below, as the client's mistake
+                array = np.asarray(flat, dtype=dtype)
+            if dtype.kind == "f" and not np.isfinite(array).all():
+                # JSON has no inf or NaN (the parser refuses them), so a non-finite value here overflowed
+                raise ValueError(f"a value is beyond the largest finite {datatype} ({float(np.finfo(dtype).max):.4g})")
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(f"tensor {name!r}: data does not fit datatype {datatype}: {exc}") from None
     return InferTensor(name, datatype, dims, array.reshape(dims))

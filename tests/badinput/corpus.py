@@ -89,6 +89,7 @@ def cases() -> list[Case]:
         "data-mixed": tensor(data=[0.5] * 63 + ["x"]),
         "data-null": tensor(data=None),
         "data-huge-number": tensor(data=[10**400] * 64),
+        "data-fp32-overflow": tensor(data=[1e39] * 64),
         "parameters-list": tensor(parameters=[1]),
         "parameters-string": tensor(parameters="binary"),
     }

@@ -69,6 +69,9 @@ def test_bytes_round_trip(items: list[bytes]) -> None:
         ("FP33", [1], [1.0], "unknown datatype 'FP33'"),
         ("FP32", [-1], [1.0], "shape must be a list of non-negative integers"),
         ("BOOL", [1], [1], "data does not fit datatype BOOL"),
+        ("FP32", [2], [1.0, 1e39], "beyond the largest finite FP32 (3.403e+38)"),
+        ("FP16", [1], [70000.0], "beyond the largest finite FP16 (6.55e+04)"),
+        ("FP64", [1], [float("1e400")], "beyond the largest finite FP64"),  # what json.loads makes of 1e400
     ],
 )
 def test_json_errors_name_the_tensor(datatype: str, shape: list[int], data: object, fragment: str) -> None:
