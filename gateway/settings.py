@@ -168,7 +168,7 @@ class ServerSettings(_Section):
     port: int = 8000
     """REST port."""
     grpc_port: int | None = 8001
-    """gRPC port (0: any free port; None: no gRPC server)."""
+    """gRPC port (0: any free port; None, or `none` in the environment: no gRPC server)."""
     workers: int = Field(default=1, ge=1)
     """Worker processes; each runs REST and gRPC (gRPC shares the port through SO_REUSEPORT)."""
     drain_delay_s: float = Field(default=1.0, ge=0)
@@ -180,7 +180,9 @@ class ServerSettings(_Section):
 class Settings(BaseSettings):
     """All gateway settings."""
 
-    model_config = SettingsConfigDict(env_prefix="TWINSERVE_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="TWINSERVE_", env_nested_delimiter="__", extra="forbid", env_parse_none_str="none"
+    )
 
     routes_file: Path | None = DEFAULT_ROUTES_FILE
     """YAML file with the `routes` section (None: routes only from env/kwargs)."""

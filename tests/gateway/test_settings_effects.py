@@ -1,6 +1,6 @@
 """Each of these settings changes what the gateway does: signature_name, health_interval_s, health_failures,
 shadow_tolerance,
-drain_delay_s, graceful_timeout_s and the logging settings."""
+drain_delay_s, graceful_timeout_s, the logging settings and the gRPC port (or none) from the environment."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+import tritonclient.grpc as grpcclient
 from aiohttp import web
 from gateway_harness import FaultBackend, fault_settings, serve
 
 from gateway.app import create_app
 from gateway.backends.tfserving import TFServingBackend
 from gateway.server import DrainingServer, config_for
-from gateway.settings import TFServingSettings
+from gateway.settings import Settings, TFServingSettings
 from gateway.telemetry import configure_logging
 from gateway.tensors import InferTensor
 
@@ -177,3 +178,24 @@ def test_logging_settings(capsys: pytest.CaptureFixture[str], as_json: bool) -> 
     log.debug("now shown")
     assert "now shown" in capsys.readouterr().err
     configure_logging("INFO", True)
+
+
+@pytest.mark.parametrize("grpc_env", ["none", "0"])
+def test_grpc_port_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, backends: dict[str, FaultBackend], grpc_env: str
+) -> None:
+    """`TWINSERVE_SERVER__GRPC_PORT=none` runs REST only; a port number runs gRPC there (0: any free port)."""
+    monkeypatch.setenv("TWINSERVE_SERVER__GRPC_PORT", grpc_env)
+    settings = Settings(
+        routes_file=None,
+        routes={"models": {"digits": {"policy": "pin", "backend": "torchserve"}}},
+        server={"host": "127.0.0.1", "port": 0},
+    )
+    with serve(settings, backends) as gw:
+        assert infer(gw.url).status_code == 200
+        if grpc_env == "none":
+            assert settings.server.grpc_port is None and gw.grpc_port == 0  # no gRPC server started
+        else:
+            assert gw.grpc_port > 0
+            client = grpcclient.InferenceServerClient(f"127.0.0.1:{gw.grpc_port}")
+            assert client.is_server_live()
