@@ -69,6 +69,13 @@ def scraper_for(stack: StackInfo, t: Target) -> Scraper | None:
     return Scraper(t.framework, t.model, metrics_url(t.framework, stack.url("tfserving", "tf_rest")), entrypoint)
 
 
+def lowest_rate(plan: Plan) -> float:
+    """The search goes no lower than the rate that needs 4x the minimum duration to reach the minimum
+    request count (points are lengthened to reach it, see Criteria.measured_s)."""
+    c = plan.criteria
+    return max(1.0, c.min_requests / (4 * c.min_duration_s))
+
+
 def _open(plan: Plan, rate: float) -> dict[str, Any]:
     return {"mode": "open", "schedule": plan.schedule, "rate_rps": rate, "batch": plan.batch, "seed": plan.seed}
 
@@ -89,7 +96,7 @@ def measure_target(
     slo = plan.slo(t.model)
     best, points = search(
         lambda rate: point(_open(plan, rate)),
-        SearchPlan(start=SEARCH_START.get(t.model, 10.0), max_points=plan.max_points),
+        SearchPlan(start=SEARCH_START.get(t.model, 10.0), max_points=plan.max_points, min_rate=lowest_rate(plan)),
         slo,
     )
     verdict = f"{best:g} req/s" if best is not None else "no rate"

@@ -32,13 +32,14 @@ def locust_command(t: Target, load: dict[str, Any], c: Criteria, out: Path, args
     """The Locust command line of one point (one user per process; -t is only a safety cap)."""
     user = "GrpcUser" if t.protocol == "grpc" else "RestUser"
     n = str(args.processes)
+    measured_s = c.measured_s(load.get("rate_rps"))
     options = {
-        "-t": f"{int(c.warmup_s + c.min_duration_s + args.timeout + 30)}s",
+        "-t": f"{int(c.warmup_s + measured_s + args.timeout + 30)}s",
         "-H": t.address if t.protocol == "rest" else "http://grpc",  # Locust wants a URL; gRPC users ignore it
         "--lt-target": t.spec,
         "--lt-mode": load["mode"],
         "--lt-warmup": c.warmup_s,
-        "--lt-duration": c.min_duration_s,
+        "--lt-duration": measured_s,
         "--lt-window": c.window_s,
         "--lt-batch": load["batch"],
         "--lt-timeout": args.timeout,
@@ -155,8 +156,9 @@ def run_point(
     name = point_name(t, load, tag)
     out = run_dir / "points" / f"{name}.json"
     cmd = locust_command(t, load, c, out, args)
-    cap = c.warmup_s + c.min_duration_s + args.timeout + 60
-    task = progress.add_task(name, total=c.warmup_s + c.min_duration_s)
+    measured_s = c.measured_s(load.get("rate_rps"))
+    cap = c.warmup_s + measured_s + args.timeout + 60
+    task = progress.add_task(name, total=c.warmup_s + measured_s)
     cpus = generator_cpus(args.processes)
     meters = Meters(cpus, run_dir / "stalls" / name, METER_RT_PRIORITY, cap + 30)
     meters.start()
@@ -173,7 +175,7 @@ def run_point(
                 mon.sample()
                 if scraper is not None:
                     scraper.sample()
-                progress.update(task, completed=min(time.perf_counter() - t0, c.warmup_s + c.min_duration_s))
+                progress.update(task, completed=min(time.perf_counter() - t0, c.warmup_s + measured_s))
             time.sleep(0.2)
         if proc.poll() is None:
             proc.kill()
@@ -183,7 +185,7 @@ def run_point(
     stalls = meters.stop()
     steal_s = (steal_ticks(cpus) - steal0) / ticks_per_s()
     steal_span = (time.perf_counter() - steal_t0) * len(cpus)
-    progress.update(task, completed=c.warmup_s + c.min_duration_s)
+    progress.update(task, completed=c.warmup_s + measured_s)
     if not out.exists():
         console.print(f"[red]{name}: no result (see {run_dir / 'logs' / (name + '.log')})")
         return None
@@ -194,7 +196,7 @@ def run_point(
     measured_from = time.perf_counter() - (time.time() - (rec.epoch + rec.warmup_s))
     health = mon.health(measured_from, rec.totals.counts["late"], rec.totals.counts["sent"])
     health["priority"] = priority
-    measured = (measured_from, measured_from + c.min_duration_s)
+    measured = (measured_from, measured_from + measured_s)
     health["platform"] = platform_health(stalls, cpus, pinned, rec.late_log, measured)
     health["platform"]["steal_pct"] = round(100 * steal_s / steal_span, 2) if steal_span > 0 else 0.0
     hlogs = [str(p.relative_to(run_dir)) for p in write_hlogs(rec, run_dir / "hlog" / name)]
@@ -202,7 +204,7 @@ def run_point(
         rec,
         target=t.as_dict(),
         load=load,
-        measured_s=c.min_duration_s,
+        measured_s=measured_s,
         generator=health,
         criteria=c,
         hlogs=hlogs,
@@ -210,7 +212,7 @@ def run_point(
     if rec.totals.timings:
         point["server_timing_ms"] = {k: latency_summary(h) for k, h in sorted(rec.totals.timings.items())}
     if scraper is not None:
-        point["server"] = scraper.between(measured_from, measured_from + c.min_duration_s)
+        point["server"] = scraper.between(measured_from, measured_from + measured_s)
     if doc["shards_received"] < doc["shards_expected"]:
         point["valid"] = False
         point["reasons"].append(

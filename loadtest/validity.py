@@ -6,6 +6,7 @@ never used in a headline number or averaged with anything.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,6 +38,14 @@ class Criteria:
     many of their requests exceed the pooled p99 (binomial test), since a p99 of 100 samples is noise."""
     tail_alpha: float = 0.001
     """False-alarm probability per window of that binomial test."""
+
+    def measured_s(self, rate_rps: float | None = None) -> float:
+        """How long to measure a point: `min_duration_s`, longer where `rate_rps` would not reach
+        `min_requests` in that time (10 % to spare), in whole windows so every window is complete."""
+        need = self.min_duration_s
+        if rate_rps:
+            need = max(need, 1.1 * self.min_requests / rate_rps)
+        return math.ceil(need / self.window_s - 1e-9) * self.window_s
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for summary.json."""

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from loadtest.batching import Config, tf_batching_file, torchserve_store
+from loadtest.bench import Plan, lowest_rate
 from loadtest.point import tail_exceedances
 from loadtest.recorder import Recorder
 from loadtest.report.analysis import decomposition
@@ -190,3 +191,23 @@ def test_decomposition_parts_are_disjoint_and_come_from_the_measurements() -> No
     Decomposition.model_validate(row)
     parts = sum(v for k, v in row.items() if k.endswith("_ms") and k != "total_ms")
     assert parts == pytest.approx(7.0)  # the other 3 ms: client and network, left unattributed
+
+
+def test_low_rates_are_measured_long_enough_for_the_minimum_request_count() -> None:
+    assert QUICK.measured_s(100.0) == QUICK.min_duration_s  # 1500 requests in 15 s: the minimum duration
+    assert QUICK.measured_s(None) == QUICK.min_duration_s  # closed loop
+    long = QUICK.measured_s(5.0)  # 300 requests at 5 req/s take 60 s; with 10 % to spare, whole windows
+    assert long == 70.0 and long % QUICK.window_s == 0 and 5.0 * long >= 1.1 * QUICK.min_requests
+
+
+def test_the_rate_search_stops_where_points_would_get_too_long() -> None:
+    plan = Plan(models=["digits"], criteria=QUICK, slo_ms={"digits": 25.0})
+    floor_rate = lowest_rate(plan)
+    assert floor_rate == QUICK.min_requests / (4 * QUICK.min_duration_s) == 5.0
+    tried: list[float] = []
+
+    def failing(rate: float) -> None:
+        tried.append(rate)
+
+    best, _ = search(failing, SearchPlan(start=50.0, max_points=10, min_rate=floor_rate), 25.0)  # type: ignore[arg-type]
+    assert best is None and tried == [50.0, 25.0, 12.5, 6.25]
