@@ -25,8 +25,10 @@ from loadtest.sweep import console, reachable, run_point
 from loadtest.targets import Target
 from loadtest.validity import Criteria
 
-DEFAULT_SLO_MS = {"digits": 25.0, "resnet18": 1500.0}
-SEARCH_START = {"digits": 50.0, "resnet18": 2.0}
+DEFAULT_SLO_MS = {"digits": 100.0, "resnet18": 1500.0}
+"""p99 SLOs for CPU serving. The reference VM stalls for 10-50 ms at times (docs/benchmark-method.md, "Platform
+stalls"), which puts any p99 much under 50 ms at the platform's mercy, not the servers'; `--slo` sets others."""
+SEARCH_START = {"digits": 50.0, "resnet18": 8.0}
 QUICK_CRITERIA = Criteria(warmup_s=1.5, window_s=2.5, min_duration_s=7.5, min_requests=120)
 """`make bench QUICK=1`: 9 s per point; 3 windows of 50-100 requests at 20-40 req/s (their tails judged by
 the binomial test, see validity.py)."""

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--models", default=None, help="default digits,resnet18 (quick: digits)")
     ap.add_argument("--rates", default="", help="fixed open-loop rates instead of the search, e.g. '25,50'")
     ap.add_argument("--concurrency", default="", help="closed-loop sweep instead, e.g. '1,2,4,8'")
-    ap.add_argument("--slo", default="", help="p99 SLO per model in ms (default digits=25,resnet18=1500)")
+    ap.add_argument("--slo", default="", help="p99 SLO per model in ms (default digits=100,resnet18=1500)")
     ap.add_argument("--max-points", type=int, default=5, help="points per target in the rate search")
     ap.add_argument(
         "--schedule",
