@@ -25,7 +25,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,15 +41,9 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from gateway._generated import twinserve_kserve_pb2 as kserve  # noqa: E402
+from scripts.bench_gateway import free_port, stop_process  # noqa: E402
 
 PHASES = ("idle", "rest", "grpc", "mixed", "direct")
-
-
-def free_port() -> int:
-    """A free loopback TCP port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -74,17 +67,6 @@ def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: floa
 def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """A helper process in its own session (stopped as a group)."""
     return subprocess.Popen(argv, cwd=REPO, env={**os.environ, **env}, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the helper's group; SIGKILL after 20 s."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 def rest_sender(port: int, path: str, body: bytes, content_type: str) -> Callable[[], None]:
@@ -371,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         if channel is not None:
             channel.close()
         for proc in reversed(procs):
-            stop(proc)
+            stop_process(proc)
     return 0
 
 
