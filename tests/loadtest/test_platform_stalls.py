@@ -3,6 +3,7 @@ stall explains are taken off the generator's account."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from loadtest.report.analysis import platform_noise
 from loadtest.sweep import platform_health
 from loadtest.validity import QUICK, Evidence, judge
 from tests.loadtest.test_report_render import synthetic_summary
+from tests.loadtest.test_validity import GOOD
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -104,19 +106,7 @@ def test_the_recorder_logs_measured_late_sends_and_merges_them() -> None:
 
 
 def _evidence(late: int, explained: int) -> Evidence:
-    return Evidence(
-        warmup_excluded=10,
-        duration_s=20.0,
-        completed=1000,
-        ok=1000,
-        errors=0,
-        wrong=0,
-        checked=1000,
-        late=late,
-        sent=1000,
-        windows=[(1.0, 10.0)] * 3,
-        late_explained=explained,
-    )
+    return dataclasses.replace(GOOD, late=late, late_explained=explained)
 
 
 def test_validity_holds_only_unexplained_late_sends_against_the_generator() -> None:
