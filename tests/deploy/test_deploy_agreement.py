@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from gateway.telemetry import Metrics
 from loadtest import targets as lt_targets
 from models.specs import SPECS
 from serving.supervisor.ports import Ports
+from serving.supervisor.torchserve import WORKER_ENV
 from serving.supervisor.torchserve_config import read_properties
 from tests.deploy import checks
 from tests.deploy.checks import Instruction
@@ -331,3 +333,14 @@ def test_dashboard_shows_each_servers_own_metrics() -> None:
         assert "DeviceId" in defined[name], name
     percentiles = [e for e in exprs() if "histogram_quantile" in e]
     assert {"0.5", "0.99"} <= {re.search(r"histogram_quantile\(([\d.]+)", e).group(1) for e in percentiles}  # type: ignore[union-attr]
+
+
+def test_torchserve_workers_get_the_same_environment_natively_and_in_the_image(
+    dockerfiles: dict[str, list[Instruction]],
+) -> None:
+    """The native launch adds WORKER_ENV (tests/serving/supervisor checks it); the image must set it too."""
+    env: dict[str, str] = {}
+    for ins in dockerfiles["torchserve"]:
+        if ins.keyword == "ENV":
+            env |= dict(word.split("=", 1) for word in shlex.split(ins.args))
+    assert WORKER_ENV and WORKER_ENV.items() <= env.items()

@@ -11,7 +11,7 @@ import ts
 
 from serving.supervisor import ConfigError, Layout, Ports, PreflightError
 from serving.supervisor.layout import REPO_ROOT
-from serving.supervisor.torchserve import key_file, prepare, read_token, secure_key_file
+from serving.supervisor.torchserve import WORKER_ENV, key_file, prepare, read_token, secure_key_file
 from serving.supervisor.torchserve_config import TEMPLATE, read_properties, render_config
 
 CONFIG = REPO_ROOT / TEMPLATE
@@ -89,6 +89,7 @@ def test_prepare_writes_config_and_keeps_ts_env_out(tmp_path: Path) -> None:
     assert launch.env["LOG_LOCATION"].startswith(str(tmp_path / "run"))
     assert launch.env["METRICS_LOCATION"].startswith(str(tmp_path / "run"))
     assert "TS_" in launch.drop_env_prefixes
+    assert launch.env["OMP_WAIT_POLICY"] == WORKER_ENV["OMP_WAIT_POLICY"] == "PASSIVE"  # no spinning workers
 
 
 def test_prepare_without_models_says_what_to_run(tmp_path: Path) -> None:
