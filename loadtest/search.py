@@ -65,9 +65,8 @@ def search(measure: Measure, plan: SearchPlan, slo_ms: float) -> tuple[float | N
 def _next_rate(best: float | None, worst: float | None, plan: SearchPlan) -> float | None:
     if worst is None:  # everything passed so far: step up
         return None if best is None or best >= plan.max_rate else min(plan.max_rate, round(best * plan.factor, 3))
-    if best is None:  # nothing passed yet: step down
-        nxt = worst / plan.factor
-        return None if nxt < plan.min_rate else round(nxt, 3)
+    if best is None:  # nothing passed yet: step down, trying the lowest rate once before giving up
+        return None if worst <= plan.min_rate else round(max(plan.min_rate, worst / plan.factor), 3)
     if worst / best - 1 <= plan.resolution:
         return None
     return round((best + worst) / 2, 3)

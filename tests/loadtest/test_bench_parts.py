@@ -210,4 +210,4 @@ def test_the_rate_search_stops_where_points_would_get_too_long() -> None:
         tried.append(rate)
 
     best, _ = search(failing, SearchPlan(start=50.0, max_points=10, min_rate=floor_rate), 25.0)  # type: ignore[arg-type]
-    assert best is None and tried == [50.0, 25.0, 12.5, 6.25]
+    assert best is None and tried == [50.0, 25.0, 12.5, 6.25, 5.0]  # the lowest rate is tried once
