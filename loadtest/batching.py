@@ -183,7 +183,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             args.points.extend(points)
             if e is not None:
                 entries.append(e)
-                console.print(f"{cfg.name}: {e['throughput_rps']:.0f} req/s, p99 {e['p99_ms']:.1f} ms")
+                verdict = "" if e["valid"] else f" [red]INVALID[/red] ({'; '.join(e['reasons'])})"
+                console.print(f"{cfg.name}: {e['throughput_rps']:.0f} req/s, p99 {e['p99_ms']:.1f} ms{verdict}")
     return entries
 
 
