@@ -81,15 +81,21 @@ def rest_gateway(session: aiohttp.ClientSession, url: str, x: np.ndarray, backen
     return send
 
 
+def model_infer_request(x: np.ndarray) -> kserve.ModelInferRequest:
+    """A v2 gRPC ModelInfer request for digits with `x` as raw little-endian float32."""
+    request = kserve.ModelInferRequest(model_name="digits")
+    request.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
+    request.raw_input_contents.append(x.astype("<f4").tobytes())
+    return request
+
+
 def grpc_gateway(channel: grpc.aio.Channel, x: np.ndarray, backend: str) -> Send:
     call = channel.unary_unary(
         "/inference.GRPCInferenceService/ModelInfer",
         request_serializer=kserve.ModelInferRequest.SerializeToString,
         response_deserializer=kserve.ModelInferResponse.FromString,
     )
-    request = kserve.ModelInferRequest(model_name="digits")
-    request.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
-    request.raw_input_contents.append(x.astype("<f4").tobytes())
+    request = model_infer_request(x)
     metadata = (("backend", backend),)
 
     async def send() -> np.ndarray | None:

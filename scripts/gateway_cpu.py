@@ -41,7 +41,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from gateway._generated import twinserve_kserve_pb2 as kserve  # noqa: E402
-from scripts.bench_gateway import free_port, stop_process  # noqa: E402
+from scripts.bench_gateway import free_port, model_infer_request, stop_process  # noqa: E402
 
 PHASES = ("idle", "rest", "grpc", "mixed", "direct")
 
@@ -91,9 +91,7 @@ def grpc_sender(channel: grpc.Channel, x: np.ndarray) -> Callable[[], None]:
         request_serializer=kserve.ModelInferRequest.SerializeToString,
         response_deserializer=kserve.ModelInferResponse.FromString,
     )
-    request = kserve.ModelInferRequest(model_name="digits")
-    request.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
-    request.raw_input_contents.append(x.astype("<f4").tobytes())
+    request = model_infer_request(x)
 
     def send() -> None:
         reply = call(request, timeout=30)
