@@ -163,26 +163,30 @@ def run_point(
     meters = Meters(cpus, run_dir / "stalls" / name, METER_RT_PRIORITY, cap + 30)
     meters.start()
     steal0, steal_t0 = steal_ticks(cpus), time.perf_counter()
-    with (run_dir / "logs" / f"{name}.log").open("w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        # Long before Locust forks any worker, which inherit both.
-        pinned, priority = pin(proc.pid, cpus), prioritise(proc.pid)
-        mon, t0 = GeneratorMonitor(proc.pid), time.perf_counter()
-        next_sample = t0
-        while proc.poll() is None and time.perf_counter() - t0 < cap:
-            if time.perf_counter() >= next_sample:  # once a second; the end is noticed within 0.2 s
-                next_sample += 1.0
-                mon.sample()
-                if scraper is not None:
-                    scraper.sample()
-                progress.update(task, completed=min(time.perf_counter() - t0, c.warmup_s + measured_s))
-            time.sleep(0.2)
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        if scraper is not None:
-            scraper.sample()
-    stalls = meters.stop()
+    try:
+        with (run_dir / "logs" / f"{name}.log").open("w") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                # Long before Locust forks any worker, which inherit both.
+                pinned, priority = pin(proc.pid, cpus), prioritise(proc.pid)
+                mon, t0 = GeneratorMonitor(proc.pid), time.perf_counter()
+                next_sample = t0
+                while proc.poll() is None and time.perf_counter() - t0 < cap:
+                    if time.perf_counter() >= next_sample:  # once a second; the end is noticed within 0.2 s
+                        next_sample += 1.0
+                        mon.sample()
+                        if scraper is not None:
+                            scraper.sample()
+                        progress.update(task, completed=min(time.perf_counter() - t0, c.warmup_s + measured_s))
+                    time.sleep(0.2)
+            finally:  # past the cap, or interrupted: never leave a generator behind
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait(timeout=10)
+            if scraper is not None:
+                scraper.sample()
+    finally:
+        stalls = meters.stop()
     steal_s = (steal_ticks(cpus) - steal0) / ticks_per_s()
     steal_span = (time.perf_counter() - steal_t0) * len(cpus)
     progress.update(task, completed=c.warmup_s + measured_s)
