@@ -4,7 +4,8 @@ Reads run/state.json (`make up`, native) or uses compose's service names (`--sta
 targets: {torchserve, tfserving} x {rest, grpc} x direct, and through the gateway when it runs. For each
 target a rate search finds the highest rate whose p99 meets the model's SLO (or `--rates` fixes the rates);
 each point is one headless Locust run judged by the validity rules. `--quick`: digits only, two rates,
-short points (< 3 minutes on 2 cores). Writes summary.json, report.html, report.md, hlog/, points/, logs/.
+short points (< 3 minutes on 2 cores). Writes summary.json, report.html, report.md, hlog/, csv/ (Locust's own),
+points/, logs/, stalls/.
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ def locust_command(t: Target, load: dict[str, Any], c: Criteria, out: Path, args
         "--lt-artifacts": args.artifacts,
         "--lt-run-dir": args.run_dir,
         "--lt-out": out,
+        # Locust's own statistics beside ours (its 2-digit percentiles: for reference, never the headline)
+        "--csv": out.parent.parent / "csv" / out.stem,
     }
     if load["mode"] == "open":
         options |= {
@@ -161,6 +163,7 @@ def run_point(
     task = progress.add_task(name, total=c.warmup_s + measured_s)
     cpus = generator_cpus(args.processes)
     meters = Meters(cpus, run_dir / "stalls" / name, METER_RT_PRIORITY, cap + 30)
+    (run_dir / "csv").mkdir(parents=True, exist_ok=True)
     meters.start()
     steal0, steal_t0 = steal_ticks(cpus), time.perf_counter()
     try:
@@ -213,6 +216,8 @@ def run_point(
         criteria=c,
         hlogs=hlogs,
     )
+    if (run_dir / "csv" / f"{name}_stats.csv").exists():
+        point["locust_csv"] = f"csv/{name}"
     if rec.totals.timings:
         point["server_timing_ms"] = {k: latency_summary(h) for k, h in sorted(rec.totals.timings.items())}
     if scraper is not None:

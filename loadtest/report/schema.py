@@ -112,6 +112,11 @@ class Point(_Strict):
     valid: bool
     reasons: list[str]
     hlogs: list[str] = Field([], description="HdrHistogram interval logs, relative to the run directory")
+    locust_csv: str | None = Field(
+        None,
+        description="prefix of Locust's own CSV files of this point (_stats.csv, _stats_history.csv, _failures.csv, "
+        "_exceptions.csv), relative to the run directory; Locust's 2-digit percentiles, for reference only",
+    )
     server: ServerSide | None = Field(None, description="server-side queue/compute, None when not scraped")
     server_timing_ms: dict[str, Latency] = Field(
         {}, description="durations the gateway reported in Server-Timing (gateway, upstream), per name"

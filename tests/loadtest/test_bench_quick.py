@@ -74,6 +74,7 @@ def test_quick_bench_writes_a_valid_report(stack: tuple[Path, list[str]], tmp_pa
         assert counts["checked"] == counts["ok"] > 0, f"{p['target']['id']}: unchecked answers"
         for rel in p["hlogs"]:
             assert (out / rel).read_text(encoding="utf-8").count("HISTFAAA") >= 3  # one per window
+        assert p["target"]["id"] in (out / f"{p['locust_csv']}_stats.csv").read_text(encoding="utf-8")
         if p["target"]["path"] == "gateway":
             assert set(p["server_timing_ms"]) >= {"gateway", "upstream"}
     by_id = {p["target"]["id"]: p for p in summary["points"]}
