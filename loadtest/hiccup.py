@@ -116,13 +116,22 @@ def common(meters: Sequence[Stalls]) -> list[tuple[float, float]]:
         return []
     out = list(meters[0].intervals)
     for m in meters[1:]:
-        merged: list[tuple[float, float]] = []
-        for a, b in out:
-            for c, d in m.intervals:
-                lo, hi = max(a, c), min(b, d)
-                if lo < hi:
-                    merged.append((lo, hi))
-        out = sorted(merged)
+        out = _intersect(out, m.intervals)
+    return out
+
+
+def _intersect(xs: Sequence[tuple[float, float]], ys: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlaps of two sorted lists of disjoint intervals, in one pass over both."""
+    out: list[tuple[float, float]] = []
+    i = j = 0
+    while i < len(xs) and j < len(ys):
+        lo, hi = max(xs[i][0], ys[j][0]), min(xs[i][1], ys[j][1])
+        if lo < hi:
+            out.append((lo, hi))
+        if xs[i][1] < ys[j][1]:
+            i += 1
+        else:
+            j += 1
     return out
 
 

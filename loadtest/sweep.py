@@ -112,7 +112,7 @@ def platform_health(
     to the watched CPUs (loadtest/hiccup.py says why); otherwise every late send stays the generator's.
     """
     trusted = pinned and bool(meters) and len(meters) == len(cpus) and all(m.trusted for m in meters)
-    stalls = common(meters) if meters else []
+    stalls = common(meters)
     att = attribute(late_log, stalls, measured)
     return {
         "cpus": cpus,

@@ -42,6 +42,9 @@ def test_common_keeps_only_stalls_of_every_cpu() -> None:
     b = Stalls(1, "SCHED_FIFO 2", True, 0.0, 10.0, [(1.5, 3.0), (7.0, 8.0)])
     assert common([a, b]) == [(1.5, 2.0)]
     assert common([a]) == a.intervals
+    c = Stalls(2, "SCHED_FIFO 2", True, 0.0, 10.0, [(0.0, 1.6), (1.8, 9.0)])  # one interval spans several
+    assert common([a, c]) == [(1.0, 1.6), (1.8, 2.0), (5.0, 6.0)]
+    assert common([a, b, c]) == [(1.5, 1.6), (1.8, 2.0)]
 
 
 def test_a_late_send_is_explained_only_when_the_stall_covers_its_lag() -> None:
