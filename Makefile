@@ -15,12 +15,12 @@ _QUICK := $(if $(filter 1 yes true,$(QUICK)),--quick)
 # TensorFlow's C++ INFO and WARNING lines drown the progress users want to see; errors still print.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup java export parity up down status test lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust chaos soak
+.PHONY: help setup java tools export parity up down status test lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust chaos soak
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(STAMP) java ## create .venv with the pinned dependencies and make sure a JDK is present
+setup: $(STAMP) java tools ## create .venv with the pinned dependencies and make sure a JDK, hey and wrk are present
 
 $(STAMP): requirements/gateway.txt requirements/dev.txt requirements/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ java: ## TorchServe's frontend needs Java 17; install it with apt when missing
 	@if ! command -v java >/dev/null 2>&1; then \
 	  echo "java not found: installing openjdk-17-jdk-headless with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless >/dev/null; \
+	fi
+
+tools: ## hey and wrk, the independent load tools the bench cross-checks against; installed with apt when missing
+	@missing=$$(for t in hey wrk; do command -v $$t >/dev/null 2>&1 || echo $$t; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $$missing with apt-get (the bench's independent cross-check)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 export: $(MANIFEST) ## train/seed, port and export both models to artifacts/

@@ -25,11 +25,11 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 from rich.progress import Progress
 
-from loadtest.bench import QUICK_CRITERIA, scraper_for
+from loadtest.bench import scraper_for
 from loadtest.search import passes
 from loadtest.stack import from_state
 from loadtest.sweep import console, run_point
-from loadtest.validity import QUICK
+from loadtest.validity import DEFAULT, QUICK
 
 
 @dataclass(frozen=True)
@@ -135,26 +135,27 @@ def measure(
         with console.status(f"{cfg.name}: starting {cfg.framework}"):
             stack.up([cfg.framework], timeout=300)
         info = from_state(work / "run" / "state.json")
+        args.tf_side = info.tf_side  # the run block says what served the TF side, never assumes it
         args.run_dir = info.run_dir
         t = info.target(cfg.framework, args.protocol, "direct", args.model)
-        crit = QUICK_CRITERIA if args.quick else QUICK
+        crit = QUICK if args.quick else DEFAULT
         for rate in args.rates:
             load = {"mode": "open", "schedule": "poisson", "rate_rps": rate, "batch": 1, "seed": 1}
-            p = run_point(t, load, crit, out, args, progress, scraper_for(info, t), tag=cfg.name)
+            p = run_point(t, load, crit, out, args, progress, scraper_for(info, t), tag=cfg.name, slo_ms=args.slo)
             if p is not None:
                 p["load"]["config"] = cfg.name
                 points.append(p)
     finally:
         stack.down()
         shutil.rmtree(work, ignore_errors=True)
-    return entry(cfg, args.model, points, args.slo), points
+    return entry(cfg, args.model, points), points
 
 
-def entry(cfg: Config, model: str, points: list[dict[str, Any]], slo_ms: float) -> dict[str, Any] | None:
+def entry(cfg: Config, model: str, points: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The config's `batching[]` entry: its best VALID point within the SLO, else its best point at all."""
     if not points:
         return None
-    ok = [p for p in points if passes(p, slo_ms)] or [p for p in points if p["valid"]] or points
+    ok = [p for p in points if passes(p)] or [p for p in points if p["valid"]] or points
     best = max(ok, key=lambda p: p["achieved_rps"])
     return {
         "framework": cfg.framework,
@@ -166,8 +167,8 @@ def entry(cfg: Config, model: str, points: list[dict[str, Any]], slo_ms: float) 
         "offered_rps": best["load"]["rate_rps"],
         "throughput_rps": best["achieved_rps"],
         "p99_ms": best["latency_ms"]["from_schedule"]["p99"] or 0.0,
-        "valid": best["valid"] and passes(best, slo_ms),
-        "reasons": best["reasons"] or ([] if passes(best, slo_ms) else [f"p99 above the {slo_ms:g} ms SLO"]),
+        "valid": best["valid"] and passes(best),
+        "reasons": best["reasons"] or ([] if passes(best) else [best["outcome"]["why"]]),
     }
 
 
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     args.out = args.out or Path("results") / (started.strftime("%Y%m%d-%H%M%S") + "-batching")
     entries = run(args)
-    crit = QUICK_CRITERIA if args.quick else QUICK
+    crit = QUICK if args.quick else DEFAULT
     summary = {
         "schema_version": SCHEMA_VERSION,
         "points": args.points,
@@ -217,12 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         "run": {
             "id": args.out.name,
             "started_at": started.isoformat(timespec="seconds"),
-            "mode": "quick",
+            "mode": "quick" if args.quick else "default",
+            "stack": "native",
             "command": "python -m loadtest.batching " + " ".join(argv or []),
             "host": {"cpus": environment.describe(None)["cpu"]["count"]},
             "criteria": crit.as_dict(),
             "slo_p99_ms": args.slo,
-            "tfserving_stand_in": True,
+            "tfserving_stand_in": getattr(args, "tf_side", "standin") != "real",
             "notes": ["Batching sweep: each point's server ran the configuration named in its load.config."],
             "environment": environment.describe(None),
         },

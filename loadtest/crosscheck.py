@@ -1,16 +1,23 @@
-"""Cross-check the harness against an independent tool (wrk, Debian package `wrk`) on one REST target.
+"""Cross-check the harness against independent tools (Debian packages `hey` and `wrk`) on REST targets.
 
-wrk is closed loop (each connection sends when its previous answer arrived), so the comparison is made where
-closed and open loop agree on meaning: the median latency at a low fixed concurrency, and the throughput at
-a fixed concurrency, both measured by the harness in closed-loop mode (`--concurrency`) on the same target,
-the same body and for the same time. Results go to `<out>/crosscheck.json`.
+`make bench` runs `check_at_capacity`: for each stack's headline REST target, hey paces requests at the capacity the
+rate search reported, and the report puts hey's p99 beside the harness's, flagging a disagreement over 20 %.
+
+The command below runs the closed-loop comparison with wrk. wrk is closed loop (each connection sends when its
+previous answer arrived), so the comparison is made where closed and open loop agree on meaning: the median
+latency at a low fixed concurrency, and the throughput at a fixed concurrency, both measured by the harness in
+closed-loop mode (`--concurrency`) on the same target, the same body and for the same time.
+Results go to `<out>/crosscheck.json`.
   python -m loadtest.crosscheck --target tfserving-rest-direct:digits --concurrency 1,4
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -25,6 +32,11 @@ from loadtest.targets import Target, read_inference_key
 from loadtest.users.codecs import build_calls
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+DISAGREEMENT = 0.20
+"""Relative p99 difference above which the report flags a cross-check."""
+HEY_WORKER_RPS = 50.0
+"""Each hey worker is paced at most this fast (20 ms apart), so a worker never waits on its previous answer at
+the latencies checked, and hey's pacing holds like an open loop's."""
 
 
 def _ms(text: str) -> float:
@@ -56,12 +68,83 @@ def wrk(t: Target, body: bytes, headers: dict[str, str], concurrency: int, secon
             f'wrk.body = f:read("*a")\nf:close()\n{sets}',
             encoding="utf-8",
         )
-        url = t.address + (
-            "/predictions/" + t.model if t.framework == "torchserve" else f"/v1/models/{t.model}:predict"
-        )
+        url = request_url(t)
         cmd = [exe, "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(lua), url]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True)
     return parse_wrk(done.stdout) | {"command": " ".join([*cmd[:-3], "post.lua", url])}
+
+
+def hey(t: Target, body: bytes, headers: dict[str, str], rate: float, seconds: float, warmup_s: float = 3.0) -> dict:
+    """hey at `rate` req/s (workers x per-worker rate limit) for `warmup_s + seconds`; percentiles (ms) of the
+    requests started after the warm-up, from hey's per-request CSV, so none is read off a coarse summary."""
+    exe = shutil.which("hey")
+    if exe is None:
+        raise FileNotFoundError("hey is not installed: apt-get install hey (make setup does it)")
+    workers = max(4, math.ceil(rate / HEY_WORKER_RPS))
+    plain = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+    ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "application/json")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "body"
+        path.write_bytes(body)
+        cmd = [exe, "-z", f"{warmup_s + seconds:g}s", "-c", str(workers), "-q", f"{rate / workers:.4f}"]
+        cmd += ["-m", "POST", "-T", ctype, "-D", str(path), "-o", "csv"]
+        cmd += [x for k, v in plain.items() for x in ("-H", f"{k}: {v}")]
+        cmd.append(request_url(t))
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=warmup_s + seconds + 60, check=True)
+    rows = [r for r in csv.DictReader(io.StringIO(done.stdout)) if float(r["offset"]) >= warmup_s]
+    ok = sorted(float(r["response-time"]) * 1e3 for r in rows if r["status-code"] == "200")
+    shown = " ".join("-H '<Authorization>'" if "Authorization" in x else x for x in cmd[1:-1])
+    return {
+        "tool": "hey " + _version("hey"),
+        "rate_rps": rate,
+        "workers": workers,
+        "requests": len(rows),
+        "non_200": len(rows) - len(ok),
+        "achieved_rps": round(len(ok) / seconds, 3),
+        "p50": _quantile(ok, 0.50),
+        "p99": _quantile(ok, 0.99),
+        "command": f"hey {shown} {request_url(t)}",
+    }
+
+
+def _quantile(sorted_ms: list[float], q: float) -> float | None:
+    """The nearest-rank quantile (as HdrHistogram reports it), rounded to µs."""
+    if not sorted_ms:
+        return None
+    return round(sorted_ms[min(len(sorted_ms) - 1, math.ceil(q * len(sorted_ms)) - 1)], 3)
+
+
+def _version(package: str) -> str:
+    done = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or "unknown"
+
+
+def request_url(t: Target) -> str:
+    """The native predict URL of a direct REST target."""
+    return t.address + ("/predictions/" + t.model if t.framework == "torchserve" else f"/v1/models/{t.model}:predict")
+
+
+def check_at_capacity(point: dict, t: Target, artifacts: Path, run_dir: Path, seconds: float = 15.0) -> dict:
+    """hey against `t` at the offered rate of `point` (a passing point of the harness): both p99s side by side.
+
+    hey measures from the actual send and is closed loop per worker; paced far below its workers' limit it sends on
+    time, so at a rate the server sustains both tools should see the same tail. A disagreement over 20 % is flagged.
+    """
+    call = build_calls(t, load_reference(t.model, artifacts), 1, limit=1)[0]
+    headers = dict(call.headers)
+    if t.framework == "torchserve":
+        headers["Authorization"] = "Bearer " + read_inference_key(run_dir / "torchserve" / "key_file.json")
+    theirs = hey(t, call.body, headers, float(point["load"]["rate_rps"]), seconds)
+    ours = point["latency_ms"]["from_schedule"]
+    diff = abs(ours["p99"] - theirs["p99"]) / theirs["p99"] if theirs["p99"] and ours["p99"] else None
+    return {
+        "target": t.id,
+        "rate_rps": point["load"]["rate_rps"],
+        "harness": {"p50": ours["p50"], "p99": ours["p99"], "achieved_rps": point["achieved_rps"]},
+        "independent": theirs,
+        "p99_disagreement": None if diff is None else round(diff, 4),
+        "flagged": diff is None or diff > DISAGREEMENT,
+    }
 
 
 def harness(t: Target, concurrency: int, seconds: int, out: Path, state: Path) -> dict[str, Any]:

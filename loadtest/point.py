@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from loadtest.recorder import Recorder, new_histogram
+from loadtest.recorder import Recorder
 from loadtest.stats import latency_summary, spectrum, window_rows
-from loadtest.validity import Criteria, Evidence, judge
+from loadtest.validity import Criteria, Evidence, judge, outcome, slo_verdict
 
 
 def _relative(row: dict[str, Any]) -> float:
@@ -32,36 +32,20 @@ def count_above(h: HdrHistogram, value: int) -> int:
     return int(sum(int(counts[i]) for i in np.flatnonzero(counts).tolist() if h.get_value_from_index(i) > limit))
 
 
-def tail_exceedances(rec: Recorder, indices: list[int]) -> list[tuple[int, int]] | None:
-    """For the given windows: (requests, requests above the p99 of those windows pooled)."""
-    hists = [rec.windows[i].from_schedule for i in indices if i in rec.windows]
-    if not hists or len(hists) < len(indices):
-        return None
-    pooled = new_histogram()
-    for h in hists:
-        pooled.add(h)
-    if pooled.get_total_count() == 0:
-        return None
-    p99 = pooled.get_value_at_percentile(99.0)
-    return [(h.get_total_count(), count_above(h, p99)) for h in hists]
-
-
 def evidence(
     rec: Recorder,
     measured_s: float,
     generator_cpu_pct: float,
     open_loop: bool = True,
-    stable_windows: int = 3,
     late_explained: int = 0,
 ) -> Evidence:
-    """Collect what `judge` needs from a merged recorder; only complete windows count for stability.
+    """Collect what `judge` needs from a merged recorder; only complete windows count for stability and drift.
 
     Closed loop has no offered load: its windows compare raw throughput and keep_up is None.
     """
     c = rec.totals.counts
     complete = [r for r in window_rows(rec) if r["start_s"] + rec.window_s <= measured_s + 1e-9]
     return Evidence(
-        tail=tail_exceedances(rec, [r["index"] for r in complete][-stable_windows:]),
         warmup_excluded=c["warmup"],
         duration_s=measured_s,
         completed=c["ok"] + c["errors"] + c["wrong"],
@@ -72,7 +56,7 @@ def evidence(
         late=c["late"],
         sent=c["sent"],
         windows=[(_relative(r) if open_loop else r["throughput_rps"], r["p99_ms"]) for r in complete],
-        per_window=min((r["counts"]["ok"] for r in complete), default=0),
+        medians=[r["p50_ms"] for r in complete],
         keep_up=_ratio(sum(r["counts"]["ok"] for r in complete), sum(r["counts"].get("due", 0) for r in complete))
         if open_loop
         else None,
@@ -80,6 +64,26 @@ def evidence(
         dropped=c["dropped"],
         late_explained=late_explained,
     )
+
+
+def slo_section(rec: Recorder, slo_ms: float, c: Criteria) -> dict[str, Any]:
+    """How many measured requests were slower than the SLO, from the scheduled and from the actual send, and
+    what that shows about p99 (validity.slo_verdict). Failed requests count as slower: they met no SLO."""
+    counts = rec.totals.counts
+    n = counts["ok"] + counts["errors"]
+    limit_us = round(slo_ms * 1000)
+    over = count_above(rec.totals.from_schedule, limit_us) + counts["errors"]
+    over_send = count_above(rec.totals.from_send, limit_us) + counts["errors"]
+    return {
+        "slo_ms": slo_ms,
+        "quantile": c.slo_quantile,
+        "confidence": c.slo_confidence,
+        "requests": n,
+        "over": over,
+        "over_from_send": over_send,
+        "verdict": slo_verdict(n, over, c),
+        "verdict_from_send": slo_verdict(n, over_send, c),
+    }
 
 
 def build_point(
@@ -90,20 +94,21 @@ def build_point(
     measured_s: float,
     generator: dict[str, Any],
     criteria: Criteria,
+    slo_ms: float | None = None,
     hlogs: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The summary.json entry of one point (see loadtest/report/SCHEMA.md)."""
+    """The summary.json entry of one point (see loadtest/report/SCHEMA.md); with `slo_ms`, also the SLO verdict
+    and the point's outcome for the rate search (validity.outcome)."""
     ev = evidence(
         rec,
         measured_s,
         float(generator.get("cpu_pct", 0.0)),
         load.get("mode", "open") == "open",
-        criteria.stable_windows,
         int(generator.get("platform", {}).get("late_explained", 0)),
     )
     verdict = judge(ev, criteria)
     c = rec.totals.counts
-    return {
+    point: dict[str, Any] = {
         "target": target,
         "load": load,
         "measured_s": round(measured_s, 3),
@@ -120,5 +125,12 @@ def build_point(
         "generator": generator,
         "valid": verdict.valid,
         "reasons": verdict.reasons,
+        "reason_kinds": verdict.kinds,
         "hlogs": hlogs or [],
     }
+    if slo_ms is not None:
+        slo = slo_section(rec, slo_ms, criteria)
+        point["slo"] = slo
+        result, why = outcome(verdict, slo["verdict"], slo["verdict_from_send"], slo["requests"])
+        point["outcome"] = {"result": result, "why": why}
+    return point

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,14 +24,16 @@ from typing import Any
 from rich.table import Table
 
 from loadtest import environment
-from loadtest.bench import DEFAULT_SLO_MS, QUICK_CRITERIA, QUICK_RATES, Plan, floor, run_all
+from loadtest.bench import DEFAULT_SLO_MS, QUICK_RATES, Plan, floor, run_all
+from loadtest.crosscheck import check_at_capacity
 from loadtest.report import write_report
 from loadtest.report.analysis import best_under_slo, decomposition, slo_for
 from loadtest.report.schema import SCHEMA_VERSION
+from loadtest.search import capacities
 from loadtest.stack import CONTRACT_PORTS, StackInfo, discover
 from loadtest.sweep import console, locust_command
-from loadtest.targets import parse_target
-from loadtest.validity import FULL, QUICK
+from loadtest.targets import Target, parse_target
+from loadtest.validity import DEFAULT, FULL, QUICK
 
 
 def parse_slo(text: str) -> dict[str, float]:
@@ -54,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rates", default="", help="fixed open-loop rates instead of the search, e.g. '25,50'")
     ap.add_argument("--concurrency", default="", help="closed-loop sweep instead, e.g. '1,2,4,8'")
     ap.add_argument("--slo", default="", help="p99 SLO per model in ms (default digits=100,resnet18=1500)")
-    ap.add_argument("--max-points", type=int, default=5, help="points per target in the rate search")
+    ap.add_argument("--max-points", type=int, default=7, help="rates per target in the rate search")
     ap.add_argument(
         "--schedule",
         choices=["poisson", "constant"],
@@ -69,11 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=None, help="run directory (default results/<timestamp>)")
     ap.add_argument("--floor", type=Path, default=None, help="reuse a floor.json instead of measuring it")
     ap.add_argument("--no-floor", action="store_true", help="skip the in-process floor")
+    ap.add_argument(
+        "--no-crosscheck", action="store_true", help="skip hey at each stack's capacity (needs the Debian package hey)"
+    )
     ap.add_argument("--dry-run", action="store_true", help="print the Locust command lines only")
     speed = ap.add_mutually_exclusive_group()
     speed.add_argument("--quick", action="store_true", help="digits, two rates, short points (< 3 min)")
     speed.add_argument("--full", action="store_true", help="longer, stricter criteria for a dedicated host")
     return ap
+
+
+PRESETS_BY_FLAG = {"quick": QUICK, "full": FULL, "default": DEFAULT}
+
+
+def mode_of(args: argparse.Namespace) -> str:
+    """The preset the options chose: 'quick', 'full' or 'default'."""
+    return "quick" if args.quick else "full" if args.full else "default"
 
 
 def _contract_stack() -> StackInfo:
@@ -85,7 +99,7 @@ def _contract_stack() -> StackInfo:
 def make_plan(args: argparse.Namespace) -> Plan:
     """Models, criteria and rates from the options."""
     models = (args.models or ("digits" if args.quick else "digits,resnet18")).split(",")
-    criteria = QUICK_CRITERIA if args.quick else FULL if args.full else QUICK
+    criteria = PRESETS_BY_FLAG[mode_of(args)]
     rates = None
     if args.rates:
         fixed = [float(r) for r in args.rates.split(",")]
@@ -148,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         "run": {
             "id": run_dir.name,
             "started_at": started.isoformat(timespec="seconds"),
-            "mode": "full" if args.full else "quick",
+            "mode": mode_of(args),
+            "stack": stack.source,
             "command": shlex.join(["python", "-m", "loadtest.run", *(argv if argv is not None else sys.argv[1:])]),
             "host": {"cpus": os.cpu_count() or 0, "platform": platform.platform(), "python": platform.python_version()},
             "criteria": plan.criteria.as_dict(),
@@ -162,10 +177,50 @@ def main(argv: list[str] | None = None) -> int:
         },
         "floor": floor_entries,
     }
+    summary["capacity"] = capacities(points)
+    if not args.no_crosscheck:
+        summary["crosscheck"] = crosscheck(summary, stack, args, seconds=8.0 if args.quick else 15.0)
     summary["decomposition"] = decomposition(summary)
     paths = write_report(summary, run_dir)
     print_summary(summary, paths["html"])
     return 0
+
+
+def crosscheck(summary: dict[str, Any], stack: StackInfo, args: argparse.Namespace, seconds: float) -> list[dict]:
+    """hey at the capacity of each stack's direct REST target (the headline model): independent p99s beside ours.
+
+    gRPC targets have no independent open-loop tool here, so each stack is checked on REST."""
+    out: list[dict[str, Any]] = []
+    model = args_models(summary)[0]
+    for fw in ("torchserve", "tfserving"):
+        tid = f"{fw}-rest-direct:{model}"
+        bracket = summary["capacity"].get(tid)
+        if bracket is None or bracket["passed"] is None:
+            continue
+        point = next(
+            p
+            for p in reversed(summary["points"])
+            if p["target"]["id"] == tid and p["load"].get("rate_rps") == bracket["passed"]
+        )
+        t: Target = stack.target(fw, "rest", "direct", model)
+        with console.status(f"cross-check: hey against {tid} at {bracket['passed']:g} req/s"):
+            try:
+                row = check_at_capacity(point, t, args.artifacts, stack.run_dir, seconds)
+            except (FileNotFoundError, OSError, subprocess.SubprocessError) as err:
+                console.print(f"[yellow]cross-check of {tid} skipped: {err}")
+                continue
+        flag = " [red]DISAGREE[/red]" if row["flagged"] else ""
+        console.print(
+            f"cross-check {tid} at {row['rate_rps']:g} req/s: harness p99 {row['harness']['p99']:.2f} ms, "
+            f"hey p99 {row['independent']['p99'] or float('nan'):.2f} ms{flag}"
+        )
+        out.append(row)
+    return out
+
+
+def args_models(summary: dict[str, Any]) -> list[str]:
+    """The run's models in the order given (the first is the headline's)."""
+    return list(summary["run"]["slo_p99_ms_by_model"]) or ["digits"]
 
 
 def print_summary(summary: dict[str, Any], html: Path) -> None:

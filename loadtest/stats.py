@@ -55,7 +55,7 @@ def spectrum(h: HdrHistogram, ticks_per_half_distance: int = 5) -> list[list[flo
 
 
 def window_rows(rec: Recorder) -> list[dict[str, Any]]:
-    """One row per window of the measured phase: throughput (ok/s), offered (due/s), p99 from schedule."""
+    """One row per window of the measured phase: throughput (ok/s), offered (due/s), p50 and p99 from schedule."""
     rows = []
     for idx, w in sorted(rec.windows.items()):
         if idx < 0:
@@ -67,6 +67,7 @@ def window_rows(rec: Recorder) -> list[dict[str, Any]]:
                 "start_s": idx * rec.window_s,
                 "throughput_rps": round(w.counts["ok"] / rec.window_s, 3),
                 "offered_rps": round(w.counts.get("due", 0) / rec.window_s, 3),
+                "p50_ms": _ms(h.get_value_at_percentile(50.0)) if h.get_total_count() else None,
                 "p99_ms": _ms(h.get_value_at_percentile(99.0)) if h.get_total_count() else None,
                 "counts": dict(w.counts),
             }

@@ -152,9 +152,10 @@ def run_point(
     progress: Progress,
     scraper: Scraper | None = None,
     tag: str = "",
+    slo_ms: float | None = None,
 ) -> dict[str, Any] | None:
     """Run one point in a Locust subprocess, sampling its CPU and (with `scraper`) the server's own
-    counters once a second; returns the summary.json entry."""
+    counters once a second; returns the summary.json entry (with `slo_ms`, judged against that p99 SLO)."""
     name = point_name(t, load, tag)
     out = run_dir / "points" / f"{name}.json"
     cmd = locust_command(t, load, c, out, args)
@@ -214,6 +215,7 @@ def run_point(
         measured_s=measured_s,
         generator=health,
         criteria=c,
+        slo_ms=slo_ms,
         hlogs=hlogs,
     )
     if (run_dir / "csv" / f"{name}_stats.csv").exists():
@@ -227,4 +229,7 @@ def run_point(
         point["reasons"].append(
             f"incomplete: {doc['shards_received']} of {doc['shards_expected']} generator processes reported"
         )
+        point["reason_kinds"].append("measurement")
+        if point.get("outcome", {}).get("result") == "pass":
+            point["outcome"] = {"result": "remeasure", "why": point["reasons"][-1]}
     return point

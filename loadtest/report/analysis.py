@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from loadtest.search import BOUNDS, passes
+
 NAMES = {"torchserve": "TorchServe", "tfserving": "TF Serving", "rest": "REST", "grpc": "gRPC"}
 
 
@@ -24,18 +26,26 @@ def slo_for(run: dict[str, Any], model: str) -> float:
     return float(run.get("slo_p99_ms_by_model", {}).get(model, run["slo_p99_ms"]))
 
 
+def within_slo(pt: dict[str, Any], slo_ms: float) -> bool:
+    """A point that counts toward capacity: its outcome passed (VALID, p99 within the SLO at the run's confidence);
+    closed-loop points, which have no SLO verdict, when VALID with p99 within the SLO."""
+    if "outcome" in pt:
+        return passes(pt)
+    lat = p99(pt)
+    return bool(pt["valid"]) and lat is not None and lat <= slo_ms
+
+
 def best_under_slo(
     points: Sequence[dict[str, Any]], slo_ms: float | dict[str, Any]
 ) -> dict[str, dict[str, Any] | None]:
-    """Per target id: the VALID point with the highest achieved throughput whose p99 meets the SLO
-    (`slo_ms`: one number for every model, or the summary's `run` for per-model SLOs)."""
+    """Per target id: the passing point (see `within_slo`) with the highest achieved throughput (`slo_ms`: one
+    number for every model, or the summary's `run` for per-model SLOs)."""
     best: dict[str, dict[str, Any] | None] = {}
     for pt in points:
         tid = pt["target"]["id"]
         best.setdefault(tid, None)
-        lat = p99(pt)
         slo = slo_for(slo_ms, pt["target"]["model"]) if isinstance(slo_ms, dict) else slo_ms
-        if not pt["valid"] or lat is None or lat > slo:
+        if not within_slo(pt, slo):
             continue
         cur = best[tid]
         if cur is None or pt["achieved_rps"] > cur["achieved_rps"]:
@@ -71,14 +81,30 @@ def headline(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 "error_rate": pt["error_rate"],
                 "overhead": round(lat["p50"] / fl, 1) if fl and lat["p50"] else None,
                 "slo": slo_for(summary["run"], t["model"]),
+                "bracket": summary.get("capacity", {}).get(t["id"]),
             }
         )
     return sorted(rows, key=lambda r: (r["target"]["model"], -r["rps"]))
 
 
+def bracket_text(b: dict[str, Any] | None) -> str:
+    """'[566, 673) req/s: p99 over the SLO', never wording a harness limit as the server's."""
+    if b is None:
+        return "–"
+    low = "–" if b["passed"] is None else f"{b['passed']:g}"
+    if b["bounded_at"] is None:
+        return f"≥ {low} req/s: {BOUNDS['not reached']}"
+    return f"[{low}, {b['bounded_at']:g}) req/s: {BOUNDS[b['bound']]}"
+
+
+SERVER_BOUNDS = ("slo", "server")
+"""Bounds that say where the *server* stops; any other bound makes a capacity a lower bound only."""
+
+
 def verdict(summary: dict[str, Any]) -> str:
-    """One sentence: each framework's best direct-path throughput under the SLO, from VALID points only
-    (the first model in name order when several were measured)."""
+    """One paragraph: each framework's best direct-path throughput under the SLO, from passing points only (the
+    first model in name order when several were measured), what bounded it, and a winner only where the data
+    support one: a capacity bounded by the generator, by noise or by the end of the search is a lower bound."""
     stand_in = summary["run"]["tfserving_stand_in"]
     models = sorted({p["target"]["model"] for p in summary["points"]}) or ["-"]
     slo = slo_for(summary["run"], models[0])
@@ -92,7 +118,7 @@ def verdict(summary: dict[str, Any]) -> str:
     if not best:
         invalid = sum(not p["valid"] for p in summary["points"])
         return (
-            f"No VALID point under the {slo:g} ms p99 SLO yet ({invalid} of {len(summary['points'])} "
+            f"No point within the {slo:g} ms p99 SLO yet ({invalid} of {len(summary['points'])} "
             f"points INVALID, reasons below; {where})."
         )
     parts = []
@@ -100,25 +126,47 @@ def verdict(summary: dict[str, Any]) -> str:
         top = best.get(fw)
         name = NAMES[fw] + (" (stand-in)" if stand_in and fw == "tfserving" else "")
         if top is None:
-            mine = [
-                p
-                for p in summary["points"]
-                if p["valid"]
-                and p99(p) is not None
-                and (p["target"]["framework"], p["target"]["path"], p["target"]["model"]) == (fw, "direct", models[0])
-            ]
-            closest = min(mine, key=lambda p: p99(p) or 0.0, default=None)
-            hint = (
-                f" (its best VALID point: p99 {p99(closest):.1f} ms at {closest['achieved_rps']:,.0f} req/s)"
-                if closest is not None
-                else ""
-            )
-            parts.append(f"{name} had no VALID point within the SLO{hint}")
-        else:
-            parts.append(
-                f"{name} {NAMES[top['target']['protocol']]} sustained {top['rps']:,.0f} req/s (p99 {top['p99']:.1f} ms)"
-            )
-    return f"{parts[0]} vs {parts[1]} under the {slo:g} ms p99 SLO ({where})."
+            parts.append(f"{name} had no point within the SLO{_closest_hint(summary, fw, models[0])}")
+            continue
+        b = top["bracket"]
+        bound = "" if b is None else f"; {bracket_text(b)}"
+        parts.append(
+            f"{name} {NAMES[top['target']['protocol']]} sustained {top['rps']:,.0f} req/s "
+            f"(p99 {top['p99']:.1f} ms{bound})"
+        )
+    text = f"{parts[0]} vs {parts[1]} under the {slo:g} ms p99 SLO ({where})."
+    return text + " " + _conclusion(best, stand_in)
+
+
+def _closest_hint(summary: dict[str, Any], fw: str, model: str) -> str:
+    mine = [
+        p
+        for p in summary["points"]
+        if p["valid"]
+        and p99(p) is not None
+        and (p["target"]["framework"], p["target"]["path"], p["target"]["model"]) == (fw, "direct", model)
+    ]
+    closest = min(mine, key=lambda p: p99(p) or 0.0, default=None)
+    if closest is None:
+        return ""
+    return f" (its best VALID point: p99 {p99(closest):.1f} ms at {closest['achieved_rps']:,.0f} req/s)"
+
+
+def _conclusion(best: dict[str, dict[str, Any]], stand_in: bool) -> str:
+    """Who leads, or why nobody can be named."""
+    if len(best) < 2:
+        return ""
+    bounds = {fw: (r["bracket"] or {}).get("bound", "not reached") for fw, r in best.items()}
+    lower_bound = {fw: bound not in SERVER_BOUNDS for fw, bound in bounds.items()}
+    if all(bound == "not reached" for bound in bounds.values()):
+        return "Both sustained the highest rate tried; capacity not reached, so no winner can be named."
+    hi, lo = sorted(best, key=lambda fw: best[fw]["rps"], reverse=True)
+    name = {fw: NAMES[fw] + (" (stand-in)" if stand_in and fw == "tfserving" else "") for fw in best}
+    if lower_bound[lo]:
+        return f"No winner can be named: {name[lo]}'s figure is a lower bound ({BOUNDS[bounds[lo]]})."
+    ratio = best[hi]["rps"] / best[lo]["rps"] if best[lo]["rps"] else float("inf")
+    more = " at least" if lower_bound[hi] else ""
+    return f"{name[hi]} sustained{more} {ratio:.2f}× the rate of {name[lo]}."
 
 
 NOISY_STALL_FRACTION = 0.01

@@ -71,6 +71,81 @@ def _environment(run: dict[str, Any]) -> str:
     return "<h2>Environment</h2>" + _table(rows, ["what", "value"], "env")
 
 
+def _validity(p: dict[str, Any]) -> str:
+    """VALID/INVALID with every reason, then what the point decided about its rate."""
+    text = (
+        "<span class='ok'>VALID</span>"
+        if p["valid"]
+        else "<span class='inv'>INVALID</span> " + escape("; ".join(p["reasons"]))
+    )
+    out = p.get("outcome")
+    if out is not None:
+        slo = p.get("slo") or {}
+        over = f"{slo['over']} of {slo['requests']} over the SLO; " if slo else ""
+        text += f"<br><span class='muted'>{over}rate: {escape(OUTCOMES[out['result']])}</span>"
+    return text
+
+
+OUTCOMES = {
+    "pass": "passed",
+    "fail": "failed (the server)",
+    "generator": "the generator's limit here",
+    "remeasure": "inconclusive: measured again, longer",
+}
+
+
+def _brackets(summary: dict[str, Any]) -> str:
+    """Every target's capacity bracket, including those with no passing point."""
+    cap = summary.get("capacity") or {}
+    if not cap:
+        return ""
+    stand_in = summary["run"]["tfserving_stand_in"]
+    by_id = {p["target"]["id"]: p["target"] for p in summary["points"]}
+    rows = [
+        [
+            escape(an.target_label(by_id[tid], stand_in)) + " · " + escape(by_id[tid]["model"]),
+            escape(b["why"]),
+            escape(an.bracket_text(b)),
+        ]
+        for tid, b in cap.items()
+        if tid in by_id
+    ]
+    return (
+        "<h2>Capacity per target: the bracket and what bounded it</h2>"
+        + _table(rows, ["target", "deciding reason", "capacity (offered req/s)"])
+        + "<p class='muted'>[a, b): passed at a, not at b. Only a bound by the SLO or the server is the server's "
+        "limit; a bound by the generator, by noise, or no bound at all makes a a lower bound.</p>"
+    )
+
+
+def _crosscheck(summary: dict[str, Any]) -> str:
+    """The harness's p99 at each stack's capacity beside an independent tool's."""
+    rows = []
+    for c in summary.get("crosscheck") or []:
+        ind = c["independent"]
+        diff = "–" if c["p99_disagreement"] is None else f"{c['p99_disagreement']:.0%}"
+        flag = "<span class='inv'>disagree</span>" if c["flagged"] else "<span class='ok'>agree</span>"
+        rows.append(
+            [
+                escape(c["target"]),
+                f"{c['rate_rps']:g}",
+                _n(c["harness"]["p99"]),
+                _n(ind["p99"]),
+                f"{ind['achieved_rps']:,.0f}",
+                f"{diff} {flag}",
+                f"<code>{escape(ind['command'])}</code>",
+            ]
+        )
+    if not rows:
+        return ""
+    return (
+        "<h2>Cross-check with an independent tool at each stack's capacity</h2>"
+        + _table(rows, ["target", "rate", "harness p99 ms", "tool p99 ms", "tool req/s", "p99 difference", "command"])
+        + "<p class='muted'>hey paces its workers at the same rate; it measures from the actual send. A difference "
+        "over 20 % is flagged.</p>"
+    )
+
+
 def render_html(summary: dict[str, Any]) -> str:
     """The whole report as one HTML string."""
     run = summary["run"]
@@ -113,10 +188,21 @@ def render_html(summary: dict[str, Any]) -> str:
                     _n(r["p99_9"]),
                     f"{r['error_rate']:.2%}",
                     "–" if r["overhead"] is None else f"{r['overhead']:g}×",
+                    escape(an.bracket_text(r["bracket"])),
                 ]
                 for r in hl
             ],
-            ["target", "model", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "overhead vs floor"],
+            [
+                "target",
+                "model",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "p99.9 ms",
+                "errors",
+                "overhead vs floor",
+                "capacity bracket (offered): what bounded it",
+            ],
         )
         if hl
         else "<p class='bad'>No VALID point meets the SLO.</p>"
@@ -126,6 +212,8 @@ def render_html(summary: dict[str, Any]) -> str:
         f"{len(invalid)} of {len(summary['points'])} points are INVALID and excluded from every number above."
         "</p>"
     )
+    out.append(_brackets(summary))
+    out.append(_crosscheck(summary))
     for model in models:
         out.append(f"<h2>Model {escape(model)}</h2><div class='grid'>")
         out.append(
@@ -161,9 +249,7 @@ def render_html(summary: dict[str, Any]) -> str:
                     _late(p),
                     _n(p["generator"]["cpu_pct"], ".0f"),
                     _server(p),
-                    "<span class='ok'>VALID</span>"
-                    if p["valid"]
-                    else "<span class='inv'>INVALID</span> " + escape("; ".join(p["reasons"])),
+                    _validity(p),
                 ]
                 for p in summary["points"]
             ],

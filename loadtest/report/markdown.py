@@ -30,15 +30,27 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines += [
         f"Max throughput with p99 ≤ SLO ({slos}), latency from the scheduled send (open loop); VALID points only.",
         "",
-        "| target | model | req/s | p50 ms | p99 ms | p99.9 ms | errors | overhead vs floor |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
+        "| target | model | req/s | p50 ms | p99 ms | p99.9 ms | errors | overhead vs floor | capacity bracket |",
+        "|---|---|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in an.headline(summary):
         overhead = "–" if r["overhead"] is None else f"{r['overhead']:g}×"
         lines.append(
             f"| {r['label']} | {r['target']['model']} | {r['rps']:,.0f} | {_n(r['p50'])} | "
-            f"{_n(r['p99'])} | {_n(r['p99_9'])} | {r['error_rate']:.2%} | {overhead} |"
+            f"{_n(r['p99'])} | {_n(r['p99_9'])} | {r['error_rate']:.2%} | {overhead} | "
+            f"{an.bracket_text(r['bracket'])} |"
         )
+    checks = summary.get("crosscheck") or []
+    if checks:
+        lines += ["", "Cross-check at each stack's capacity (hey at the same rate, p99 ms):", ""]
+        lines += ["| target | rate | harness p99 | hey p99 | difference |", "|---|--:|--:|--:|--:|"]
+        for c in checks:
+            diff = "–" if c["p99_disagreement"] is None else f"{c['p99_disagreement']:.0%}"
+            flag = " ⚠ over 20 %" if c["flagged"] else ""
+            lines.append(
+                f"| {c['target']} | {c['rate_rps']:g} | {_n(c['harness']['p99'])} | "
+                f"{_n(c['independent']['p99'])} | {diff}{flag} |"
+            )
     decomposition = summary.get("decomposition", [])
     if decomposition:
         lines += [

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION: Literal["twinserve.loadtest.summary/2"] = "twinserve.loadtest.summary/2"
+SCHEMA_VERSION: Literal["twinserve.loadtest.summary/3"] = "twinserve.loadtest.summary/3"
 
 
 class _Strict(BaseModel):
@@ -57,6 +57,7 @@ class Window(_Strict):
     start_s: float
     throughput_rps: float
     offered_rps: float = Field(0.0, description="requests scheduled in this window (open loop)")
+    p50_ms: float | None = Field(None, description="median from the scheduled send: the drift check")
     p99_ms: float | None
     counts: dict[str, int]
 
@@ -95,6 +96,26 @@ class ServerSide(_Strict):
     compute_ms: float | None = Field(None, description="server_ms - queue_ms")
 
 
+class Slo(_Strict):
+    """The point's p99 against its SLO: a one-sided binomial test on the requests slower than the SLO."""
+
+    slo_ms: float
+    quantile: float = Field(description="the quantile bounded, 0.99")
+    confidence: float = Field(description="one-sided confidence of the verdicts")
+    requests: int = Field(description="measured requests (successes and failures)")
+    over: int = Field(description="requests slower than the SLO from the scheduled send, failures included")
+    over_from_send: int = Field(description="the same from the actual send")
+    verdict: Literal["met", "breached", "undetermined"]
+    verdict_from_send: Literal["met", "breached", "undetermined"]
+
+
+class Outcome(_Strict):
+    """What the point says about its rate (loadtest/validity.py: outcome)."""
+
+    result: Literal["pass", "fail", "generator", "remeasure"]
+    why: str
+
+
 class Point(_Strict):
     """One measurement point; INVALID points keep their reasons and never enter a headline number."""
 
@@ -111,6 +132,11 @@ class Point(_Strict):
     generator: Generator
     valid: bool
     reasons: list[str]
+    reason_kinds: list[Literal["measurement", "generator", "server"]] = Field(
+        [], description="the kind of each reason, in order: measure again / the generator's limit / the server's"
+    )
+    slo: Slo | None = Field(None, description="p99 against the model's SLO (None: closed loop or no SLO)")
+    outcome: Outcome | None = Field(None, description="the point's word on its rate, for the rate search")
     hlogs: list[str] = Field([], description="HdrHistogram interval logs, relative to the run directory")
     locust_csv: str | None = Field(
         None,
@@ -171,12 +197,47 @@ class BatchingPoint(_Strict):
     reasons: list[str] = []
 
 
+class Bracket(_Strict):
+    """A target's capacity: at least `passed` req/s offered, not `bounded_at`, and what bounded it."""
+
+    passed: float | None = Field(description="highest offered rate that passed (None: none did)")
+    bounded_at: float | None = Field(description="lowest offered rate above it that did not (None: none tried)")
+    bound: Literal["slo", "server", "generator", "unresolved", "not reached"]
+    why: str = Field(description="the deciding point's reason")
+
+
+class IndependentTool(_Strict):
+    """An independent load tool's run at the same rate against the same target."""
+
+    tool: str
+    rate_rps: float
+    workers: int
+    requests: int
+    non_200: int
+    achieved_rps: float
+    p50: float | None
+    p99: float | None
+    command: str
+
+
+class CrossCheck(_Strict):
+    """The harness's p99 at a stack's capacity beside an independent tool's at the same rate."""
+
+    target: str
+    rate_rps: float
+    harness: dict[str, float | None]
+    independent: IndependentTool
+    p99_disagreement: float | None = Field(description="|harness p99 - tool p99| / tool p99")
+    flagged: bool = Field(description="disagreement over 20 % (or no p99 to compare)")
+
+
 class Run(_Strict):
     """Where, when and how the run happened."""
 
     id: str
     started_at: str
-    mode: Literal["quick", "full", "synthetic"]
+    mode: Literal["default", "quick", "full", "synthetic"]
+    stack: str | None = Field(None, description="'native' or 'compose' (what served the targets)")
     command: str
     host: dict[str, str | int | float]
     criteria: dict[str, float | int]
@@ -192,9 +253,11 @@ class Run(_Strict):
 class Summary(_Strict):
     """summary.json: everything the report shows, nothing it has to recompute from raw samples."""
 
-    schema_version: Literal["twinserve.loadtest.summary/2"] = SCHEMA_VERSION
+    schema_version: Literal["twinserve.loadtest.summary/3"] = SCHEMA_VERSION
     run: Run
     points: list[Point]
     floor: list[Floor] = []
     decomposition: list[Decomposition] = []
     batching: list[BatchingPoint] = []
+    capacity: dict[str, Bracket] = Field({}, description="per target id with open-loop points: its capacity bracket")
+    crosscheck: list[CrossCheck] = Field([], description="independent tool at each stack's capacity (REST direct)")

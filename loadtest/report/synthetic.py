@@ -5,10 +5,14 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from loadtest.point import count_above
 from loadtest.recorder import new_histogram
 from loadtest.report.schema import SCHEMA_VERSION
+from loadtest.search import capacities
 from loadtest.stats import latency_summary, spectrum
-from loadtest.validity import QUICK
+from loadtest.validity import DEFAULT, Kind, Verdict, outcome, slo_verdict
+
+SLO_MS = 25.0
 
 # (framework, protocol) -> (service ms at low load, capacity req/s); gateway adds ~0.6 ms and 15 % capacity.
 _PROFILE = {
@@ -36,13 +40,14 @@ def _point(rng: random.Random, fw: str, proto: str, path: str, rate: float) -> d
     rho = min(rate / cap, 0.995)
     h = _hist(rng, base, rho)
     lat = latency_summary(h)
-    reasons = []
+    found: list[tuple[Kind, str]] = []
     if rate > cap:
-        reasons.append(f"errors: {min(40.0, (rate - cap) / rate * 100):.1f}% of requests failed (limit 1%)")
+        found.append(("server", f"errors: {min(40.0, (rate - cap) / rate * 100):.1f}% of requests failed (limit 1%)"))
     elif rho > 0.85:
-        reasons.append("unstable p99: last 3 windows vary 23% > 10%")
+        found.append(("server", "drift: median latency climbs 9.0 ms over 3 windows (4.1 -> 13.1 ms; allowed 4.0 ms)"))
     if fw == "tfserving" and proto == "rest" and path == "direct" and rate == 700.0:
-        reasons.append("generator late: 3.2% of sends > 1 ms behind schedule (limit 1%)")
+        found.append(("generator", "generator late: 3.2% of sends > 1 ms behind schedule (limit 1%)"))
+    reasons = [r for _, r in found]
     achieved = min(rate, cap) * (0.999 if not reasons else 0.93)
     measured = 15.0
     ok = int(achieved * measured)
@@ -58,6 +63,11 @@ def _point(rng: random.Random, fw: str, proto: str, path: str, rate: float) -> d
         "dropped": 0,
         "overflow": 0,
     }
+    n = h.get_total_count() + errors
+    over = count_above(h, int(SLO_MS * 1000)) + errors
+    verdict = Verdict(not reasons, reasons, 0.0, 0.0, [k for k, _ in found])
+    judged = slo_verdict(n, over, DEFAULT)
+    result, why = outcome(verdict, judged, judged, n)
     return {
         "target": {
             "id": f"{fw}-{proto}-{path}:digits",
@@ -82,6 +92,7 @@ def _point(rng: random.Random, fw: str, proto: str, path: str, rate: float) -> d
                 "index": i,
                 "start_s": 5.0 * i,
                 "throughput_rps": achieved,
+                "p50_ms": lat["p50"],
                 "p99_ms": lat["p99"],
                 "counts": {"ok": ok // 3},
             }
@@ -104,6 +115,18 @@ def _point(rng: random.Random, fw: str, proto: str, path: str, rate: float) -> d
         },
         "valid": not reasons,
         "reasons": reasons,
+        "reason_kinds": [k for k, _ in found],
+        "slo": {
+            "slo_ms": SLO_MS,
+            "quantile": DEFAULT.slo_quantile,
+            "confidence": DEFAULT.slo_confidence,
+            "requests": n,
+            "over": over,
+            "over_from_send": over,
+            "verdict": judged,
+            "verdict_from_send": judged,
+        },
+        "outcome": {"result": result, "why": why},
         "hlogs": [],
     }
 
@@ -170,8 +193,9 @@ def synthetic_summary(stand_in: bool = True, seed: int = 1) -> dict[str, Any]:
             "mode": "synthetic",
             "command": "python -m loadtest.report --synthetic",
             "host": {"cpus": 2, "platform": "synthetic"},
-            "criteria": QUICK.as_dict(),
-            "slo_p99_ms": 25.0,
+            "criteria": DEFAULT.as_dict(),
+            "slo_p99_ms": SLO_MS,
+            "stack": "native",
             "tfserving_stand_in": stand_in,
             "notes": ["SYNTHETIC DATA: generated to develop the report, not measured."],
         },
@@ -179,4 +203,5 @@ def synthetic_summary(stand_in: bool = True, seed: int = 1) -> dict[str, Any]:
         "floor": floor,
         "decomposition": decomposition,
         "batching": batching,
+        "capacity": capacities(points),
     }

@@ -1,5 +1,5 @@
-"""The bench's parts without servers: stack discovery, rate search, server counters, Server-Timing, the tail
-test for small windows, batching configs, and the decomposition built from them."""
+"""The bench's parts without servers: stack discovery, rate search and its capacity bracket, server counters,
+Server-Timing, batching configs, and the decomposition built from them."""
 
 from __future__ import annotations
 
@@ -12,15 +12,13 @@ import yaml
 
 from loadtest.batching import Config, tf_batching_file, torchserve_store
 from loadtest.bench import Plan, lowest_rate
-from loadtest.point import tail_exceedances
-from loadtest.recorder import Recorder
 from loadtest.report.analysis import decomposition
 from loadtest.report.schema import Decomposition
-from loadtest.search import SearchPlan, search
+from loadtest.search import Bracket, SearchPlan, bracket_of, search
 from loadtest.servermetrics import Scraper, counters
 from loadtest.stack import from_state
 from loadtest.users.codecs import parse_server_timing
-from loadtest.validity import QUICK, Evidence, binomial_upper, judge
+from loadtest.validity import DEFAULT
 
 TS_METRICS = """# HELP ts_inference_requests_total Total number of inference requests.
 ts_inference_requests_total{{model_name="digits",model_version="default",hostname="vm",}} {n}
@@ -63,28 +61,76 @@ def test_state_file_gives_ports_and_targets_gateway_only_when_it_runs(tmp_path: 
         from_state(tmp_path / "missing.json")
 
 
-def _point(valid: bool, p99: float) -> dict:
-    return {"valid": valid, "reasons": [], "latency_ms": {"from_schedule": {"p99": p99}}}
+def _point(result: str, rate: float = 0.0, why: str = "") -> dict:
+    """A point whose outcome the search reads (the outcome rules themselves: test_validity.py)."""
+    why = why or {"pass": "p99 within the SLO", "fail": "p99 over the SLO"}.get(result, result)
+    return {"load": {"rate_rps": rate}, "outcome": {"result": result, "why": why}}
 
 
 def test_search_steps_up_then_bisects_to_the_capacity() -> None:
     capacity = 130.0
     asked: list[float] = []
 
-    def measure(rate: float) -> dict:
+    def measure(rate: float, attempt: int) -> dict:
         asked.append(rate)
-        return _point(True, 5.0 if rate <= capacity else 80.0)
+        return _point("pass" if rate <= capacity else "fail", rate)
 
-    best, points = search(measure, SearchPlan(start=25, max_points=8, resolution=0.1), slo_ms=25)
-    assert asked[:4] == [25, 50, 100, 200] and asked[4] == 150
-    assert best is not None and 115 <= best <= capacity and len(points) == len(asked) <= 8
+    bracket, points = search(measure, SearchPlan(start=25, max_points=8, resolution=0.1))
+    assert asked[:4] == [25, 50, 100, 200] and asked[4] == pytest.approx(141.421)
+    assert bracket.passed is not None and 115 <= bracket.passed <= capacity < (bracket.bounded_at or 0)
+    assert bracket.bound == "slo" and len(points) == len(asked) <= 8
 
 
-def test_search_steps_down_when_the_first_rate_fails_and_never_passes_invalid_points() -> None:
-    best, points = search(lambda r: _point(r <= 10, 1.0), SearchPlan(start=40, max_points=3), slo_ms=25)
-    assert [p["valid"] for p in points] == [False, False, True] and best == 10.0
-    nothing, _ = search(lambda r: _point(False, 1.0), SearchPlan(start=4, max_points=5, min_rate=1), 25)
-    assert nothing is None
+def test_search_steps_down_when_the_first_rate_fails_and_never_passes_failing_points() -> None:
+    bracket, points = search(lambda r, a: _point("pass" if r <= 10 else "fail", r), SearchPlan(start=40, max_points=3))
+    assert [p["outcome"]["result"] for p in points] == ["fail", "fail", "pass"] and bracket.passed == 10.0
+    nothing, _ = search(lambda r, a: _point("fail", r), SearchPlan(start=4, max_points=5, min_rate=1))
+    assert nothing.passed is None and nothing.bounded_at == 1.0
+
+
+def test_an_inconclusive_point_is_measured_again_longer_and_the_search_goes_on() -> None:
+    asked: list[tuple[float, int]] = []
+
+    def measure(rate: float, attempt: int) -> dict:
+        asked.append((rate, attempt))
+        if rate == 200 and attempt == 0:  # e.g. "unstable throughput" on a noisy box: not a failure
+            return _point("remeasure", rate, "unstable throughput: last 3 windows vary 14.0% > 10%")
+        return _point("pass" if rate <= 300 else "fail", rate)
+
+    bracket, points = search(measure, SearchPlan(start=100, max_points=6, resolution=0.2))
+    assert asked[:3] == [(100, 0), (200, 0), (200, 1)]  # measured again at the same rate, not stopped there
+    assert asked[3] == (400, 0) and bracket.passed is not None and bracket.passed > 200
+    assert bracket.bound == "slo" and len(points) == len(asked)
+
+
+def test_a_rate_still_inconclusive_after_the_bound_is_unresolved_not_a_failure() -> None:
+    asked: list[tuple[float, int]] = []
+
+    def measure(rate: float, attempt: int) -> dict:
+        asked.append((rate, attempt))
+        return _point("pass" if rate < 200 else "remeasure", rate, "p99 too close to the SLO to tell from 900 requests")
+
+    bracket, _ = search(measure, SearchPlan(start=100, max_points=2, remeasure=2))
+    assert asked == [(100, 0), (200, 0), (200, 1), (200, 2)]
+    assert bracket == Bracket(100.0, 200.0, "unresolved", "p99 too close to the SLO to tell from 900 requests")
+
+
+def test_a_bracket_bounded_by_the_generator_is_reported_as_the_generators_limit() -> None:
+    late = "generator late: 2.1% of sends > 1 ms behind schedule (limit 1%)"
+    bracket, _ = search(
+        lambda r, a: _point("pass" if r < 400 else "generator", r, late), SearchPlan(start=100, max_points=3)
+    )
+    assert bracket == Bracket(200.0, 400.0, "generator", late)
+    from loadtest.bench import describe
+
+    line = describe(bracket, 100.0)
+    assert "generator's limit on this machine, not the server's" in line and "400" in line
+
+
+def test_brackets_from_fixed_rates_say_when_capacity_was_not_reached() -> None:
+    assert bracket_of([_point("pass", 50.0), _point("pass", 100.0)]).bound == "not reached"
+    fixed = bracket_of([_point("pass", 50.0), _point("fail", 100.0, "falling behind: served 80% of the offered load")])
+    assert fixed.bound == "server" and (fixed.passed, fixed.bounded_at) == (50.0, 100.0)
 
 
 def test_torchserve_counters_split_queue_and_compute_per_request() -> None:
@@ -115,27 +161,6 @@ def test_server_timing_header_parses_names_and_durations() -> None:
     assert parse_server_timing("gateway;dur=1.5, upstream;dur=0.75") == {"gateway": 1.5, "upstream": 0.75}
     assert parse_server_timing('db;desc="x";dur="2", miss, bad;dur=abc') == {"db": 2.0}
     assert parse_server_timing(None) == {}
-
-
-def test_small_windows_are_judged_by_the_binomial_tail_test() -> None:
-    assert binomial_upper(100, 0.01, 0.001) == 5
-    ev = Evidence(1, 15.0, 300, 300, 0, 0, 300, 0, 300, [(1.0, 10.0), (1.0, 14.0), (1.0, 7.0)], 1.0, 100)
-    ev.tail = [(100, 1), (100, 2), (100, 0)]  # p99s differ by 40 %, as 100-sample p99s do: not a stall
-    assert judge(ev, QUICK).valid
-    ev.tail = [(100, 0), (100, 9), (100, 0)]  # the slow requests bunch in one window: a stall
-    assert any("unstable p99" in r for r in judge(ev, QUICK).reasons)
-
-
-def test_tail_exceedances_count_requests_above_the_pooled_p99() -> None:
-    rec = Recorder("t", epoch=0.0, warmup_s=0.0, window_s=1.0)
-    rec._perf_to_wall = 0.0
-    for w in range(3):
-        for i in range(100):
-            latency = 0.1 * (i + 1) if w == 1 and i < 8 else 0.001  # a stall: 8 slow answers in window 1
-            rec.record(w + i / 200, w + i / 200, w + i / 200 + latency, "ok")
-    tail = tail_exceedances(rec, [0, 1, 2])
-    assert tail is not None and [n for n, _ in tail] == [100, 100, 100]
-    assert tail[0][1] == tail[2][1] == 0 and tail[1][1] >= 2
 
 
 def test_batching_configs_rewrite_copies_never_the_originals(tmp_path: Path) -> None:
@@ -194,20 +219,23 @@ def test_decomposition_parts_are_disjoint_and_come_from_the_measurements() -> No
 
 
 def test_low_rates_are_measured_long_enough_for_the_minimum_request_count() -> None:
-    assert QUICK.measured_s(100.0) == QUICK.min_duration_s  # 1500 requests in 15 s: the minimum duration
-    assert QUICK.measured_s(None) == QUICK.min_duration_s  # closed loop
-    long = QUICK.measured_s(5.0)  # 300 requests at 5 req/s take 60 s; with 10 % to spare, whole windows
-    assert long == 70.0 and long % QUICK.window_s == 0 and 5.0 * long >= 1.1 * QUICK.min_requests
+    assert DEFAULT.measured_s(100.0) == DEFAULT.min_duration_s  # 1500 requests in 15 s: the minimum duration
+    assert DEFAULT.measured_s(None) == DEFAULT.min_duration_s  # closed loop
+    long = DEFAULT.measured_s(5.0)  # 300 requests at 5 req/s take 60 s; with 10 % to spare, whole windows
+    assert long == 66.0 and long % DEFAULT.window_s == 0 and 5.0 * long >= 1.1 * DEFAULT.min_requests
+    again = DEFAULT.longer(1)  # a re-measurement: twice as long, twice the requests
+    assert again.measured_s(100.0) == 2 * DEFAULT.min_duration_s and again.min_requests == 600
 
 
 def test_the_rate_search_stops_where_points_would_get_too_long() -> None:
-    plan = Plan(models=["digits"], criteria=QUICK, slo_ms={"digits": 25.0})
+    plan = Plan(models=["digits"], criteria=DEFAULT, slo_ms={"digits": 25.0})
     floor_rate = lowest_rate(plan)
-    assert floor_rate == QUICK.min_requests / (4 * QUICK.min_duration_s) == 5.0
+    assert floor_rate == DEFAULT.min_requests / (4 * DEFAULT.min_duration_s) == 5.0
     tried: list[float] = []
 
-    def failing(rate: float) -> None:
+    def failing(rate: float, attempt: int) -> dict:
         tried.append(rate)
+        return _point("fail", rate)
 
-    best, _ = search(failing, SearchPlan(start=50.0, max_points=10, min_rate=floor_rate), 25.0)  # type: ignore[arg-type]
-    assert best is None and tried == [50.0, 25.0, 12.5, 6.25, 5.0]  # the lowest rate is tried once
+    bracket, _ = search(failing, SearchPlan(start=50.0, max_points=10, min_rate=floor_rate))
+    assert bracket.passed is None and tried == [50.0, 25.0, 12.5, 6.25, 5.0]  # the lowest rate is tried once

@@ -20,7 +20,7 @@ from loadtest.recorder import Recorder
 from loadtest.report import write_report
 from loadtest.report.analysis import platform_noise
 from loadtest.sweep import platform_health
-from loadtest.validity import QUICK, Evidence, judge
+from loadtest.validity import DEFAULT, Evidence, judge
 from tests.loadtest.test_report_render import synthetic_summary
 from tests.loadtest.test_validity import GOOD
 
@@ -113,8 +113,8 @@ def _evidence(late: int, explained: int) -> Evidence:
 
 
 def test_validity_holds_only_unexplained_late_sends_against_the_generator() -> None:
-    assert judge(_evidence(late=80, explained=75), QUICK).valid  # 0.5 % its own
-    v = judge(_evidence(late=80, explained=60), QUICK)  # 2 % its own
+    assert judge(_evidence(late=80, explained=75), DEFAULT).valid  # 0.5 % its own
+    v = judge(_evidence(late=80, explained=60), DEFAULT)  # 2 % its own
     assert not v.valid
     assert v.reasons == [
         "generator late: 2.0% of sends > 1 ms behind schedule (limit 1%; platform stalls explain 6.0% more)"
@@ -142,7 +142,7 @@ def test_build_point_takes_the_explanation_from_the_generator_block() -> None:
     target = {"id": rec.target, "framework": "torchserve", "protocol": "rest", "path": "direct", "model": "digits"}
     load = {"mode": "open", "schedule": "constant", "rate_rps": 100.0, "batch": 1, "seed": 1}
     plat = {"cpus": [1], "meter": "SCHED_FIFO 2", "trusted": True, "stall_fraction": 0.05, "longest_stall_ms": 6.0}
-    args = {"target": target, "load": load, "measured_s": 20.0, "criteria": QUICK}
+    args = {"target": target, "load": load, "measured_s": 20.0, "criteria": DEFAULT}
     own = build_point(rec, generator={"cpu_pct": 5.0, "platform": plat | {"late_explained": 0}}, **args)
     assert not own["valid"] and any(r.startswith("generator late: 5.0%") for r in own["reasons"])
     explained = build_point(rec, generator={"cpu_pct": 5.0, "platform": plat | {"late_explained": 100}}, **args)

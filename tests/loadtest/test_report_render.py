@@ -17,10 +17,11 @@ import pytest
 from loadtest.point import build_point
 from loadtest.recorder import Recorder
 from loadtest.report import validate, write_report
-from loadtest.report.analysis import best_under_slo, headline
+from loadtest.report.analysis import best_under_slo, headline, verdict
+from loadtest.report.html import render_html
 from loadtest.report.schema import Summary
 from loadtest.report.synthetic import synthetic_summary as _synthetic
-from loadtest.validity import QUICK
+from loadtest.validity import DEFAULT
 
 
 @functools.cache
@@ -66,6 +67,7 @@ def test_headline_uses_valid_points_under_the_slo_only() -> None:
     best = best_under_slo(summary["points"], 25.0)[tid]
     assert best is not None
     best["valid"], best["reasons"] = False, ["generator late: 5.0% of sends > 1 ms behind schedule"]
+    best["outcome"] = {"result": "generator", "why": best["reasons"][0]}  # what validity.outcome makes of it
     after = next(r for r in headline(summary) if r["target"]["id"] == tid)
     assert after["rps"] < rows[0]["rps"]
 
@@ -110,7 +112,7 @@ def test_points_built_by_the_harness_match_the_schema() -> None:
         load={"mode": "open", "schedule": "poisson", "rate_rps": 100.0, "batch": 1, "seed": 1},
         measured_s=6.0,
         generator={"cpu_pct": 12.0, "late_sends": 0, "late_fraction": 0.0},
-        criteria=QUICK,
+        criteria=DEFAULT,
     )
     summary = synthetic_summary()
     summary["points"] = [point]
@@ -122,3 +124,31 @@ def test_published_json_schema_is_current() -> None:
     assert json.loads(SCHEMA_FILE.read_text(encoding="utf-8")) == Summary.model_json_schema(), (
         "regenerate: python -m loadtest.report --schema > loadtest/report/summary.schema.json"
     )
+
+
+def _with_bounds(bounds: dict[str, str]) -> dict:
+    """The synthetic summary with the direct targets' brackets bounded as given, per framework."""
+    summary = synthetic_summary()
+    for tid, b in summary["capacity"].items():
+        fw = tid.split("-")[0]
+        if fw in bounds and b["passed"] is not None:
+            b["bound"] = bounds[fw]
+            b["bounded_at"] = None if bounds[fw] == "not reached" else b["passed"] * 2
+    return summary
+
+
+def test_the_verdict_names_no_winner_when_capacity_was_not_reached() -> None:
+    both = verdict(_with_bounds({"torchserve": "not reached", "tfserving": "not reached"}))
+    assert "Both sustained the highest rate tried; capacity not reached" in both and "×" not in both
+    winner = verdict(_with_bounds({"torchserve": "slo", "tfserving": "slo"}))
+    assert "× the rate of" in winner and "p99 over the SLO" in winner
+
+
+def test_a_harness_limit_is_never_worded_as_the_servers() -> None:
+    summary = _with_bounds({"torchserve": "generator", "tfserving": "slo"})
+    text = verdict(summary)
+    assert "the load generator's limit on this machine, not the server's" in text
+    # The synthetic TorchServe is the slower stack: its figure is only a lower bound, so nobody wins.
+    assert "No winner can be named: TorchServe's figure is a lower bound" in text
+    html = render_html(summary)
+    assert "Capacity per target" in html and "not the server&#x27;s" in html
