@@ -93,7 +93,8 @@ def hey(t: Target, body: bytes, headers: dict[str, str], rate: float, seconds: f
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=warmup_s + seconds + 60, check=True)
     rows = [r for r in csv.DictReader(io.StringIO(done.stdout)) if float(r["offset"]) >= warmup_s]
     ok = sorted(float(r["response-time"]) * 1e3 for r in rows if r["status-code"] == "200")
-    shown = " ".join("-H '<Authorization>'" if "Authorization" in x else x for x in cmd[1:-1])
+    secret = {str(path): "body.json"} | {f"{k}: {v}": f"'{k}: <key>'" for k, v in plain.items() if k == "Authorization"}
+    shown = " ".join(secret.get(x, x) for x in cmd[1:-1])  # the key never lands in summary.json
     return {
         "tool": "hey " + _version("hey"),
         "rate_rps": rate,
