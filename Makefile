@@ -15,7 +15,7 @@ _QUICK := $(if $(filter 1 yes true,$(QUICK)),--quick)
 # TensorFlow's C++ INFO and WARNING lines drown the progress users want to see; errors still print.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup java tools export parity up down status test lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust chaos soak
+.PHONY: help setup java tools coldstart export parity up down status test lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust chaos soak
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ gpu-check: $(MANIFEST) ## on a CUDA machine: handler path and raw forward p50 at
 
 bench: setup $(MANIFEST) ## load-test every path of the running stack (make up first) -> results/<run>/report.html; QUICK=1: < 3 min
 	$(PY) -m loadtest.run $(_QUICK) $(BENCH_ARGS)
+
+coldstart: setup $(MANIFEST) ## cold start per stack: process start to first correct answer, median of RUNS (default 5)
+	$(PY) -m loadtest.coldstart --runs $(or $(RUNS),5) --artifacts $(ARTIFACTS) --out results/coldstart.json
 
 bench-batching: setup $(MANIFEST) ## batching/worker configs, each on a restarted server -> Pareto front (QUICK=1: 4 configs)
 	$(PY) -m loadtest.batching $(_QUICK) $(BENCH_ARGS)

@@ -12,12 +12,14 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress
 
+from loadtest.resources import ResourceMeter
 from loadtest.search import BOUNDS, Bracket, SearchPlan, search
 from loadtest.servermetrics import Scraper, metrics_url
 from loadtest.stack import StackInfo
@@ -29,6 +31,8 @@ DEFAULT_SLO_MS = {"digits": 100.0, "resnet18": 1500.0}
 """p99 SLOs for CPU serving: a common latency budget for an online call, with room for the reference VM's
 10-20 ms stalls (docs/benchmark-method.md, "Platform stalls"); `--slo digits=25` is a stricter run."""
 SEARCH_START = {"digits": 100.0, "resnet18": 8.0}
+IDLE_SETTLE_S = 2.0
+"""Pause after a target's last point before the idle reading: the last requests drain, the server goes quiet."""
 QUICK_RATES = {"direct": [50.0, 100.0], "gateway": [75.0]}
 """`make bench QUICK=1`: 9 s points (validity.QUICK), each with the 300 requests a p99 verdict needs."""
 
@@ -81,7 +85,13 @@ def _open(plan: Plan, rate: float) -> dict[str, Any]:
 
 
 def measure_target(
-    t: Target, plan: Plan, stack: StackInfo, run_dir: Path, args: argparse.Namespace, progress: Progress
+    t: Target,
+    plan: Plan,
+    stack: StackInfo,
+    run_dir: Path,
+    args: argparse.Namespace,
+    progress: Progress,
+    meter: ResourceMeter | None = None,
 ) -> list[dict[str, Any]]:
     """Every point of one target: the fixed rates, the closed-loop sweep, or the rate search."""
     slo = plan.slo(t.model)
@@ -89,7 +99,7 @@ def measure_target(
     def point(load: dict[str, Any], attempt: int = 0) -> dict[str, Any] | None:
         crit = plan.criteria.longer(attempt)
         tag = f"r{attempt}" if attempt else ""
-        return run_point(t, load, crit, run_dir, args, progress, scraper_for(stack, t), tag, slo)
+        return run_point(t, load, crit, run_dir, args, progress, scraper_for(stack, t), tag, slo, meter)
 
     if plan.concurrency:
         loads = [{"mode": "closed", "concurrency": n, "batch": plan.batch} for n in plan.concurrency]
@@ -118,17 +128,27 @@ def describe(b: Bracket, slo_ms: float) -> str:
 
 
 def run_all(
-    targets: list[Target], plan: Plan, stack: StackInfo, run_dir: Path, args: argparse.Namespace
-) -> list[dict[str, Any]]:
-    """Measure every reachable target in turn (never two at once: they would share the CPUs)."""
+    targets: list[Target],
+    plan: Plan,
+    stack: StackInfo,
+    run_dir: Path,
+    args: argparse.Namespace,
+    meter: ResourceMeter | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Measure every reachable target in turn (never two at once: they would share the CPUs). Returns the points
+    and, with `meter`, the idle readings of the services taken between targets (after the first one warmed them)."""
     points: list[dict[str, Any]] = []
+    idle: list[dict[str, Any]] = []
     with Progress(console=console, transient=False) as progress:
         for t in targets:
             if not reachable(t):
                 console.print(f"[yellow]{t.id}: nothing listens on {t.host}:{t.port}; skipped")
                 continue
-            points += measure_target(t, plan, stack, run_dir, args, progress)
-    return points
+            if meter is not None and points:
+                time.sleep(IDLE_SETTLE_S)
+                idle.append({name: u.rss_bytes for name, u in meter.sample().items()})
+            points += measure_target(t, plan, stack, run_dir, args, progress, meter)
+    return points, idle
 
 
 def floor(models: list[str], artifacts: Path, out: Path, quick: bool) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from rich.table import Table
 
-from loadtest import environment
+from loadtest import coldstart, environment, resources
 from loadtest.bench import DEFAULT_SLO_MS, QUICK_RATES, Plan, floor, run_all
 from loadtest.crosscheck import check_at_capacity
 from loadtest.report import write_report
@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=None, help="run directory (default results/<timestamp>)")
     ap.add_argument("--floor", type=Path, default=None, help="reuse a floor.json instead of measuring it")
     ap.add_argument("--no-floor", action="store_true", help="skip the in-process floor")
+    ap.add_argument(
+        "--no-coldstart", action="store_true", help="skip the cold start of each stack (one private restart each)"
+    )
     ap.add_argument(
         "--no-crosscheck", action="store_true", help="skip hey at each stack's capacity (needs the Debian package hey)"
     )
@@ -150,12 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     tf = "real TF Serving" if stack.tf_side == "real" else "the TF Serving STAND-IN"
     gw = "with" if stack.has_gateway else "without"
     console.rule(f"twinserve bench: {len(targets)} targets ({stack.source} stack, {tf}, {gw} gateway) -> {run_dir}")
+    cold = {}
+    if not args.no_coldstart and stack.source == "native":
+        present = [s for s in coldstart.STACKS if s in stack.services]
+        cold = coldstart.measure(present, plan.models[0], args.artifacts, runs=1)
     floor_entries: list[dict[str, Any]] = []
     if args.floor is not None and args.floor.exists():
         floor_entries = json.loads(args.floor.read_text(encoding="utf-8"))
     elif not args.no_floor:
         floor_entries = floor(plan.models, args.artifacts, run_dir / "floor.json", args.quick)
-    points = run_all(targets, plan, stack, run_dir, args)
+    meter = resources.ResourceMeter(stack.pids)
+    points, idle = run_all(targets, plan, stack, run_dir, args, meter)
     summary = {
         "schema_version": SCHEMA_VERSION,
         "points": points,
@@ -178,6 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         "floor": floor_entries,
     }
     summary["capacity"] = capacities(points)
+    summary["resources"] = resources.summarize(
+        points,
+        idle,
+        plan.models[0],
+        stand_in=stack.tf_side != "real",
+        cold_start=cold,
+        load_s=resources.load_times(stack, plan.models),
+        artifacts=resources.artifact_bytes(args.artifacts, plan.models),
+    )
     if not args.no_crosscheck:
         summary["crosscheck"] = crosscheck(summary, stack, args, seconds=8.0 if args.quick else 15.0)
     summary["decomposition"] = decomposition(summary)

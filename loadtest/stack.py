@@ -52,6 +52,8 @@ class StackInfo:
     """Where TorchServe's key file lives: `<run_dir>/torchserve/key_file.json`."""
     state_file: Path | None = None
     notes: list[str] = field(default_factory=list)
+    pids: dict[str, int] = field(default_factory=dict)
+    """Service name -> the pid at the root of its process tree (native only): what its cost is read from."""
 
     @property
     def has_gateway(self) -> bool:
@@ -132,6 +134,7 @@ def from_state(state_file: Path) -> StackInfo:
         tf_side="standin" if tf_kind in ("standin", None) else "real",
         run_dir=Path(state.get("run_dir", state_file.parent)),
         state_file=state_file,
+        pids={n: int(svc["pid"]) for n, svc in state.get("services", {}).items() if n in services and "pid" in svc},
     )
 
 

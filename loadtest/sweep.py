@@ -20,6 +20,7 @@ from loadtest.generator import GeneratorMonitor
 from loadtest.hiccup import Meters, Stalls, attribute, common, steal_ticks, ticks_per_s
 from loadtest.point import build_point
 from loadtest.recorder import Recorder
+from loadtest.resources import ResourceMeter
 from loadtest.servermetrics import Scraper
 from loadtest.stats import latency_summary, write_hlogs
 from loadtest.targets import Target
@@ -153,9 +154,11 @@ def run_point(
     scraper: Scraper | None = None,
     tag: str = "",
     slo_ms: float | None = None,
+    meter: ResourceMeter | None = None,
 ) -> dict[str, Any] | None:
-    """Run one point in a Locust subprocess, sampling its CPU and (with `scraper`) the server's own
-    counters once a second; returns the summary.json entry (with `slo_ms`, judged against that p99 SLO)."""
+    """Run one point in a Locust subprocess, sampling its CPU, (with `scraper`) the server's own counters and
+    (with `meter`) the services' process trees once a second; returns the summary.json entry (with `slo_ms`,
+    judged against that p99 SLO)."""
     name = point_name(t, load, tag)
     out = run_dir / "points" / f"{name}.json"
     cmd = locust_command(t, load, c, out, args)
@@ -181,6 +184,8 @@ def run_point(
                         mon.sample()
                         if scraper is not None:
                             scraper.sample()
+                        if meter is not None:
+                            meter.sample()
                         progress.update(task, completed=min(time.perf_counter() - t0, c.warmup_s + measured_s))
                     time.sleep(0.2)
             finally:  # past the cap, or interrupted: never leave a generator behind
@@ -189,6 +194,8 @@ def run_point(
                 proc.wait(timeout=10)
             if scraper is not None:
                 scraper.sample()
+            if meter is not None:
+                meter.sample()
     finally:
         stalls = meters.stop()
     steal_s = (steal_ticks(cpus) - steal0) / ticks_per_s()
@@ -224,6 +231,9 @@ def run_point(
         point["server_timing_ms"] = {k: latency_summary(h) for k, h in sorted(rec.totals.timings.items())}
     if scraper is not None:
         point["server"] = scraper.between(measured_from, measured_from + measured_s)
+    if meter is not None:
+        completed = rec.totals.counts["ok"] + rec.totals.counts["errors"] + rec.totals.counts["wrong"]
+        point["resources"] = meter.between(measured_from, measured_from + measured_s, completed)
     if doc["shards_received"] < doc["shards_expected"]:
         point["valid"] = False
         point["reasons"].append(

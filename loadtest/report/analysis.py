@@ -16,6 +16,30 @@ def target_label(t: dict[str, Any], stand_in: bool) -> str:
     return f"{fw} {NAMES[t['protocol']]} {t['path']}"
 
 
+def service_label(name: str, stand_in: bool) -> str:
+    """'TorchServe', 'TF Serving (stand-in)', 'gateway'."""
+    if name == "gateway":
+        return "gateway"
+    return NAMES[name] + (" (stand-in)" if stand_in and name == "tfserving" else "")
+
+
+def cost_text(summary: dict[str, Any]) -> str:
+    """'TorchServe uses 964 MiB at rest (peak 1,010 MiB) and 1.80 ms of CPU per request; ...', '' without figures."""
+    res = summary.get("resources") or {}
+    stand_in = summary["run"]["tfserving_stand_in"]
+    parts = []
+    for name in ("torchserve", "tfserving"):
+        c = res.get(name)
+        if not c or c.get("rss_idle_bytes") is None:
+            continue
+        cpu = c.get("cpu_seconds_per_request")
+        per_req = f" and {cpu * 1000:.2f} ms of CPU per request" if cpu else ""
+        peak = f" (peak {c['rss_peak_bytes'] / 2**20:,.0f} MiB)" if c.get("rss_peak_bytes") else ""
+        idle = c["rss_idle_bytes"] / 2**20
+        parts.append(f"{service_label(name, stand_in)} uses {idle:,.0f} MiB at rest{peak}{per_req}")
+    return ("Cost: " + "; ".join(parts) + ".") if parts else ""
+
+
 def p99(point: dict[str, Any]) -> float | None:
     """p99 from the scheduled send: the number the SLO is judged on."""
     return point["latency_ms"]["from_schedule"]["p99"]
@@ -135,7 +159,7 @@ def verdict(summary: dict[str, Any]) -> str:
             f"(p99 {top['p99']:.1f} ms{bound})"
         )
     text = f"{parts[0]} vs {parts[1]} under the {slo:g} ms p99 SLO ({where})."
-    return text + " " + _conclusion(best, stand_in)
+    return " ".join(x for x in (text, _conclusion(best, stand_in), cost_text(summary)) if x)
 
 
 def _closest_hint(summary: dict[str, Any], fw: str, model: str) -> str:

@@ -158,3 +158,47 @@ def batching(summary: dict[str, Any]) -> str:
     if not series:
         return "<p class='muted'>not measured</p>"
     return chart(series, x_label="throughput (req/s)", y_label="p99 (ms)")
+
+
+COST_COLORS = {"torchserve": "#f59e0b", "tfserving": "#38bdf8", "gateway": "#8b5cf6"}
+COSTS = (
+    ("memory idle / peak", "MiB"),
+    ("CPU per request", "ms"),
+    ("requests per second per core", "req/s"),
+    ("cold start", "s"),
+    ("artifact size (headline model)", "MB"),
+)
+
+
+def cost_bars(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """One small bar chart per cost measure: (title, svg), services side by side."""
+    res = summary.get("resources") or {}
+    model = next(iter(summary["run"].get("slo_p99_ms_by_model", {})), None)
+    stand_in = summary["run"]["tfserving_stand_in"]
+    out = []
+    for title, unit in COSTS:
+        rows = []
+        for name in ("torchserve", "tfserving", "gateway"):
+            c = res.get(name)
+            if not c:
+                continue
+            label = an.service_label(name, stand_in)
+            color = COST_COLORS[name]
+            if title.startswith("memory") and c["rss_peak_bytes"]:
+                idle, peak = (c["rss_idle_bytes"] or 0) / 2**20, c["rss_peak_bytes"] / 2**20
+                parts = [("idle", idle, color), ("peak above idle", max(0.0, peak - idle), "#d1d5db")]
+                rows.append((label, parts, f"{idle:,.0f} / {peak:,.0f} MiB"))
+            elif title.startswith("CPU") and c["cpu_seconds_per_request"]:
+                ms = c["cpu_seconds_per_request"] * 1000
+                rows.append((label, [("CPU", ms, color)], f"{ms:.2f} ms"))
+            elif title.startswith("requests") and c["requests_per_core_s"]:
+                per_core = c["requests_per_core_s"]
+                rows.append((label, [("per core", per_core, color)], f"{per_core:,.0f}/s"))
+            elif title == "cold start" and c.get("cold_start_s"):
+                rows.append((label, [("cold start", c["cold_start_s"], color)], f"{c['cold_start_s']:.1f} s"))
+            elif title.startswith("artifact") and model in c.get("artifact_bytes", {}):
+                mb = c["artifact_bytes"][model] / 1e6
+                rows.append((f"{label} · {model}", [("bytes", mb, color)], f"{mb:,.2f} MB"))
+        if rows:
+            out.append((title, bars(rows, unit=unit, width=560, label_w=200)))
+    return out

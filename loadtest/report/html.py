@@ -118,6 +118,70 @@ def _brackets(summary: dict[str, Any]) -> str:
     )
 
 
+def _mib(v: int | None) -> str:
+    return "–" if v is None else f"{v / 2**20:,.0f}"
+
+
+def _cost(summary: dict[str, Any]) -> str:
+    """The cost side: a table per service and one small chart per measure."""
+    res = summary.get("resources") or {}
+    stand_in = summary["run"]["tfserving_stand_in"]
+    rows = []
+    for name in ("torchserve", "tfserving", "gateway"):
+        c = res.get(name)
+        if not c:
+            continue
+        cpu = c["cpu_seconds_per_request"]
+        loads = ", ".join(f"{m} {s:.2f} s" for m, s in c.get("model_load_s", {}).items()) or "–"
+        sizes = ", ".join(f"{m} {b / 1e6:,.2f} MB" for m, b in c.get("artifact_bytes", {}).items()) or "–"
+        cold = c.get("cold_start_s")
+        rows.append(
+            [
+                escape(an.service_label(name, stand_in)),
+                _mib(c["rss_idle_bytes"]),
+                _mib(c["rss_peak_bytes"]),
+                "–" if cpu is None else f"{cpu * 1000:.2f}",
+                "–" if c["requests_per_core_s"] is None else f"{c['requests_per_core_s']:,.0f}",
+                "–" if cold is None else f"{cold:.1f}",
+                escape(loads),
+                escape(sizes),
+            ]
+        )
+    if not rows:
+        return ""
+    gpu = res.get("gpu", "no GPU")
+    gpu_text = (
+        "no GPU"
+        if gpu == "no GPU"
+        else f"GPU up to {gpu['util_pct_max']:.0f} % busy, {gpu['memory_bytes_max'] / 2**20:,.0f} MiB used"
+    )
+    charts = "".join(
+        f"<figure>{svg}<figcaption>{escape(title)}</figcaption></figure>" for title, svg in fig.cost_bars(summary)
+    )
+    return (
+        "<h2>Cost: what each stack takes to run</h2>"
+        + _table(
+            rows,
+            [
+                "service",
+                "RSS idle MiB",
+                "RSS peak MiB",
+                "CPU ms / request",
+                "req/s per core",
+                "cold start s",
+                "model load",
+                "artifact size",
+            ],
+        )
+        + f"<div class='grid'>{charts}</div>"
+        + "<p class='muted'>Whole process trees (TorchServe: its JVM and Python workers), read from outside with "
+        "psutil once a second; CPU per request at the highest passing point (direct for the stacks, through the "
+        f"gateway for the gateway); cold start from process start to the first correct answer. {escape(gpu_text)}."
+        + (" TF figures come from the stand-in, not TF Serving." if stand_in else "")
+        + "</p>"
+    )
+
+
 def _crosscheck(summary: dict[str, Any]) -> str:
     """The harness's p99 at each stack's capacity beside an independent tool's."""
     rows = []
@@ -214,6 +278,7 @@ def render_html(summary: dict[str, Any]) -> str:
     )
     out.append(_brackets(summary))
     out.append(_crosscheck(summary))
+    out.append(_cost(summary))
     for model in models:
         out.append(f"<h2>Model {escape(model)}</h2><div class='grid'>")
         out.append(

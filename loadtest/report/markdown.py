@@ -51,6 +51,26 @@ def render_markdown(summary: dict[str, Any]) -> str:
                 f"| {c['target']} | {c['rate_rps']:g} | {_n(c['harness']['p99'])} | "
                 f"{_n(c['independent']['p99'])} | {diff}{flag} |"
             )
+    res = summary.get("resources") or {}
+    if any(res.get(n) for n in ("torchserve", "tfserving", "gateway")):
+        lines += [
+            "",
+            "Cost (whole process trees; CPU per request at the highest passing point):",
+            "",
+            "| service | RSS idle MiB | RSS peak MiB | CPU ms/request | req/s per core | cold start s |",
+            "|---|--:|--:|--:|--:|--:|",
+        ]
+        for name in ("torchserve", "tfserving", "gateway"):
+            c = res.get(name)
+            if not c:
+                continue
+            mib = ["–" if c[k] is None else f"{c[k] / 2**20:,.0f}" for k in ("rss_idle_bytes", "rss_peak_bytes")]
+            cpu = "–" if c["cpu_seconds_per_request"] is None else f"{c['cpu_seconds_per_request'] * 1000:.2f}"
+            core = "–" if c["requests_per_core_s"] is None else f"{c['requests_per_core_s']:,.0f}"
+            cold = "–" if c.get("cold_start_s") is None else f"{c['cold_start_s']:.1f}"
+            label = an.service_label(name, run["tfserving_stand_in"])
+            lines.append(f"| {label} | {mib[0]} | {mib[1]} | {cpu} | {core} | {cold} |")
+        lines.append(f"\nGPU: {res.get('gpu') if res.get('gpu') != 'no GPU' else 'no GPU'}.")
     decomposition = summary.get("decomposition", [])
     if decomposition:
         lines += [

@@ -116,6 +116,23 @@ class Outcome(_Strict):
     why: str
 
 
+class ServiceUsage(_Strict):
+    """One service's process tree over a point's measured phase (loadtest/resources.py)."""
+
+    cpu_s: float = Field(description="CPU-seconds (user + system) of the whole tree between the readings")
+    interval_s: float = Field(description="time between the first and last readings inside the measured phase")
+    cpu_ms_per_request: float | None = Field(description="CPU per request of the point, at its steady rate")
+    rss_peak_bytes: int = Field(description="highest RSS of the tree read during the point")
+
+
+class GpuUsage(_Strict):
+    """The GPUs while a point ran (NVIDIA's management library)."""
+
+    util_pct_max: float
+    memory_bytes_max: int
+    devices: list[str] = []
+
+
 class Point(_Strict):
     """One measurement point; INVALID points keep their reasons and never enter a headline number."""
 
@@ -137,6 +154,9 @@ class Point(_Strict):
     )
     slo: Slo | None = Field(None, description="p99 against the model's SLO (None: closed loop or no SLO)")
     outcome: Outcome | None = Field(None, description="the point's word on its rate, for the rate search")
+    resources: dict[str, ServiceUsage | GpuUsage | Literal["no GPU"]] = Field(
+        {}, description="per service (torchserve, tfserving, gateway) its process tree's cost; `gpu`: GPU or 'no GPU'"
+    )
     hlogs: list[str] = Field([], description="HdrHistogram interval logs, relative to the run directory")
     locust_csv: str | None = Field(
         None,
@@ -231,6 +251,30 @@ class CrossCheck(_Strict):
     flagged: bool = Field(description="disagreement over 20 % (or no p99 to compare)")
 
 
+class StackCost(_Strict):
+    """What one service costs to run over the whole bench (summary.json `resources.<stack>`)."""
+
+    rss_idle_bytes: int | None = Field(description="median RSS read between targets, after the first warmed it")
+    rss_peak_bytes: int | None = Field(description="highest RSS read during any point")
+    cpu_seconds_per_request: float | None = Field(description="at the highest passing point (direct; gateway path)")
+    requests_per_core_s: float | None = Field(description="1 / cpu_seconds_per_request: what one core would serve")
+    at_point: dict[str, str | float] | None = Field(description="the point CPU per request was read at")
+    cold_start_s: float | None = Field(None, description="median, process start to first correct inference")
+    cold_start_runs_s: list[float] = []
+    model_load_s: dict[str, float] = Field({}, description="per model, from the server's own metrics")
+    artifact_bytes: dict[str, int] = Field({}, description="per model, the artifact this stack serves")
+    stand_in: bool = Field(False, description="True for the TF side when it is the stand-in")
+
+
+class Resources(_Strict):
+    """The cost side of the comparison."""
+
+    torchserve: StackCost | None = None
+    tfserving: StackCost | None = None
+    gateway: StackCost | None = None
+    gpu: GpuUsage | Literal["no GPU"] = "no GPU"
+
+
 class Run(_Strict):
     """Where, when and how the run happened."""
 
@@ -261,3 +305,4 @@ class Summary(_Strict):
     batching: list[BatchingPoint] = []
     capacity: dict[str, Bracket] = Field({}, description="per target id with open-loop points: its capacity bracket")
     crosscheck: list[CrossCheck] = Field([], description="independent tool at each stack's capacity (REST direct)")
+    resources: Resources | None = Field(None, description="memory, CPU per request, cold start, load, artifact size")

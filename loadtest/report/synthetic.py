@@ -127,6 +127,15 @@ def _point(rng: random.Random, fw: str, proto: str, path: str, rate: float) -> d
             "verdict_from_send": judged,
         },
         "outcome": {"result": result, "why": why},
+        "resources": {
+            fw: {
+                "cpu_s": round(2.0 * achieved * measured / 1000, 3),
+                "interval_s": measured,
+                "cpu_ms_per_request": 2.0 if fw == "torchserve" else 1.4,
+                "rss_peak_bytes": (1010 if fw == "torchserve" else 930) * 2**20,
+            },
+            "gpu": "no GPU",
+        },
         "hlogs": [],
     }
 
@@ -204,4 +213,31 @@ def synthetic_summary(stand_in: bool = True, seed: int = 1) -> dict[str, Any]:
         "decomposition": decomposition,
         "batching": batching,
         "capacity": capacities(points),
+        "resources": {
+            "torchserve": _cost(790, 1010, 0.0020, 16.2, {"digits": 6.7}, 570_965, False),
+            "tfserving": _cost(814, 930, 0.0014, 8.8, {"digits": 0.9}, 699_137, stand_in),
+            "gateway": _cost(91, 120, 0.0009, None, {}, None, False),
+            "gpu": "no GPU",
+        },
     }
+
+
+def _cost(
+    idle_mib: int, peak_mib: int, cpu_s: float, cold: float | None, load: dict, size: int | None, stand_in: bool
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "rss_idle_bytes": idle_mib * 2**20,
+        "rss_peak_bytes": peak_mib * 2**20,
+        "cpu_seconds_per_request": cpu_s,
+        "requests_per_core_s": round(1 / cpu_s, 1),
+        "at_point": None,
+    }
+    if cold is not None:
+        entry |= {
+            "cold_start_s": cold,
+            "cold_start_runs_s": [cold],
+            "model_load_s": load,
+            "artifact_bytes": {"digits": size},
+            "stand_in": stand_in,
+        }
+    return entry

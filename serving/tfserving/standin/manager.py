@@ -79,6 +79,7 @@ class ModelManager:
             for version in chosen:
                 started = time.perf_counter()
                 servable = Servable(cfg.name, version, cfg.base_path / str(version))
+                metrics.record_load(str(servable.path), time.perf_counter() - started)
                 replayed = servable.replay_warmup()
                 log.info(
                     "loaded model %s version %d from %s in %.2f s; replayed %d warm-up requests",

@@ -14,6 +14,8 @@ from serving.tfserving.standin import STANDIN_NAME
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
+LOAD_LATENCY = ":tensorflow:cc:saved_model:load_latency"
+"""TensorFlow's own counter of SavedModel load time (µs, per model_path), as the real server exports it."""
 LATENCY_BUCKETS_US = tuple(10 * 1.8**i for i in range(33))
 """The real server's request_latency buckets: exponential, scale 10 us, growth 1.8, 33 buckets (~20 min)."""
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -43,6 +45,26 @@ class _RequestCount(Collector):
         yield metric
 
 
+class _LoadLatency(Collector):
+    """`:tensorflow:cc:saved_model:load_latency{model_path}` in microseconds, under the real server's bare name."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._us: dict[str, float] = {}
+
+    def add(self, model_path: str, seconds: float) -> None:
+        with self._lock:
+            self._us[model_path] = self._us.get(model_path, 0.0) + seconds * 1e6
+
+    def collect(self) -> Iterator[Metric]:
+        metric = Metric(LOAD_LATENCY, "Latency in microseconds for SavedModels that were loaded. (stand-in)", "unknown")
+        with self._lock:
+            loads = sorted(self._us.items())
+        for path, us in loads:
+            metric.add_sample(LOAD_LATENCY, {"model_path": path}, us)
+        yield metric
+
+
 class Metrics:
     """All metrics of one stand-in process, in their own registry (no global state)."""
 
@@ -55,6 +77,8 @@ class Metrics:
         ).info({"implementation": STANDIN_NAME, "tensorflow_version": tf.__version__})
         self._count = _RequestCount()
         self.registry.register(self._count)
+        self._load = _LoadLatency()
+        self.registry.register(self._load)
         self._latency = Histogram(
             REQUEST_LATENCY,
             "Distribution of wall time (in microseconds) for Tensorflow Serving request. (stand-in)",
@@ -81,6 +105,10 @@ class Metrics:
         self._count.inc(model, status)
         if status == "OK":
             self._latency.labels(model, api, entrypoint).observe(latency_us)
+
+    def record_load(self, model_path: str, seconds: float) -> None:
+        """Count the time one SavedModel version took to load (warm-up replay not included, as in TensorFlow)."""
+        self._load.add(model_path, seconds)
 
     def record_batch(self, model_name: str, rows: int, padded_rows: int) -> None:
         """Record one batch run by the batcher."""
