@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deploy.k8s.render import Options, render
+from deploy.k8s.render import Options, load_all, render
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     problems = validate_dir(args.dir)
     for problem in problems:
         print(problem, file=sys.stderr)
+    if not problems:
+        count = sum(len(objs) for objs in load_all(args.dir).values())
+        print(f"{count} objects valid: core kinds with kubernetes-validate --strict, CRDs with deploy/k8s/schemas/")
     return 1 if problems else 0
 
 

@@ -9,7 +9,10 @@ Facts from KServe's documentation this module relies on (the JSON schemas in sch
 - `kserve-tensorflow-serving` serves modelFormat `tensorflow` (protocols v1 and grpc-v1, no v2). It runs
   `tensorflow_model_server --model_name=<InferenceService name> --model_base_path=/mnt/models`, so the storageUri
   is the SavedModel base folder with numbered versions, and the InferenceService name is the model name.
-- The storage initializer mounts the storageUri at /mnt/models; `pvc://<claim>/<path>` reads a claim.
+- The storage initializer mounts the storageUri at /mnt/models; `pvc://<claim>/<path>` reads a claim of the
+  InferenceService's own namespace.
+- From KServe's source: a model spec's `args` are appended to the runtime's, and `runtimeVersion` replaces the
+  runtime image's tag verbatim (`-gpu` is added only when it is absent), so the GPU flavour names `-gpu` itself.
 - `serving.kserve.io/deploymentMode: RawDeployment` makes a plain Deployment + Service (no Knative), which is what
   a NetworkPolicy can reason about.
 
@@ -82,6 +85,10 @@ def torchserve_properties(src: Sources, model: Model) -> str:
     }
     props.update(
         {
+            # TorchServe 0.12.0's KServe front end (kubernetes/kserve/kserve_wrapper) calls /predictions/<model>
+            # on this address with no Authorization header, so a token would refuse every request. The
+            # front end on 8080 has no auth of its own either; the NetworkPolicy is the boundary on this path.
+            "disable_token_authorization": "true",
             "inference_address": f"http://0.0.0.0:{KSERVE_TS_INFERENCE}",
             "management_address": f"http://0.0.0.0:{KSERVE_TS_INFERENCE}",
             "model_store": f"{MOUNT}/model-store",

@@ -12,6 +12,7 @@ from typing import Any
 
 from deploy.k8s.common import (
     KEYS_SECRET,
+    MODEL_PVC,
     NAMESPACE,
     PROMETHEUS_LABEL,
     container_ports,
@@ -92,7 +93,7 @@ def torchserve(src: Sources) -> list[dict[str, Any]]:
         ],
     }
     volumes = [
-        {"name": "models", "persistentVolumeClaim": {"claimName": "twinserve-models", "readOnly": True}},
+        {"name": "models", "persistentVolumeClaim": {"claimName": MODEL_PVC, "readOnly": True}},
         # In memory only, like compose's tmpfs key volume.
         {"name": "keys", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
         {"name": "publisher", "configMap": {"name": "torchserve-key-publisher"}},
@@ -175,7 +176,7 @@ def tfserving(src: Sources, replicas: int) -> list[dict[str, Any]]:
         "model-server",
         [server],
         replicas=replicas,
-        volumes=[{"name": "models", "persistentVolumeClaim": {"claimName": "twinserve-models", "readOnly": True}}],
+        volumes=[{"name": "models", "persistentVolumeClaim": {"claimName": MODEL_PVC, "readOnly": True}}],
         annotations=scrape_annotations(src.ports.tf_rest, src.tf_metrics_path),
         fs_group=None,
     )
@@ -211,12 +212,12 @@ def network_policy(src: Sources) -> dict[str, Any]:
     }
 
 
-def model_claim(size: str) -> dict[str, Any]:
+def model_claim(size: str, namespace: str = NAMESPACE) -> dict[str, Any]:
     """The claim `make k8s-artifacts`' layout is copied into (ReadWriteMany: every replica mounts it)."""
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": meta("twinserve-models", "storage"),
+        "metadata": meta(MODEL_PVC, "storage", namespace),
         "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": size}}},
     }
 

@@ -49,7 +49,11 @@ def files(src: Sources, opt: Options) -> dict[str, list[dict[str, Any]]]:
         "plain/10-torchserve.yaml": plain.torchserve(src),
         "plain/20-tfserving.yaml": plain.tfserving(src, opt.tfserving_replicas),
         "plain/30-network-policy.yaml": [plain.network_policy(src)],
-        "kserve/00-namespaces.yaml": kserve.namespaces(),
+        # A pvc:// storageUri names a claim in the InferenceService's own namespace: one per stack namespace.
+        "kserve/00-namespaces.yaml": [
+            *kserve.namespaces(),
+            *(plain.model_claim(opt.storage_size, ns) for ns in (kserve.TS_NAMESPACE, kserve.TF_NAMESPACE)),
+        ],
         "kserve/10-inference-services.yaml": kserve.inference_services(src, opt.kserve_max_replicas),
         "kserve/20-network-policies.yaml": kserve.network_policies(),
         "operator/locust-test.yaml": [locust.locust_test(src, opt.locust_workers)],

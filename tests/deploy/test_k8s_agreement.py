@@ -164,6 +164,16 @@ def test_model_names_agree_everywhere(flavour: tuple[Any, list[Any]]) -> None:
         assert names == set(SPECS) == models_config == routes, namespace
 
 
+def test_every_storage_uri_names_a_rendered_claim_in_its_namespace(flavour: tuple[Any, list[Any]]) -> None:
+    """KServe resolves pvc://<claim>/... in the InferenceService's own namespace."""
+    _, objs = flavour
+    claims = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs if o["kind"] == "PersistentVolumeClaim"}
+    for isvc in (o for o in objs if o["kind"] == "InferenceService"):
+        uri = isvc["spec"]["predictor"]["model"]["storageUri"]
+        claim = re.fullmatch(r"pvc://([^/]+)/.+", uri).group(1)  # type: ignore[union-attr]
+        assert (isvc["metadata"]["namespace"], claim) in claims, uri
+
+
 def test_tf_batching_is_the_same_file(flavour: tuple[Any, list[Any]]) -> None:
     """KServe's TF Serving gets the flags twinserve's image passes (serving/tfserving/Dockerfile's ENTRYPOINT)."""
     _, objs = flavour
@@ -227,8 +237,11 @@ def test_storage_layout_for_kserve_torchserve(storage: Path) -> None:
         per_model = yaml.safe_load((REPO / f"serving/torchserve/model-config/{name}.yaml").read_text())
         for key in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers", "responseTimeout"):
             assert entry[key] == per_model[key], key
+        # Only the KServe copy turns the token off (KServe's front end sends none); the image's file keeps it on.
         base = read_properties(REPO / "serving/torchserve/config.properties")
-        assert props["disable_token_authorization"] == base["disable_token_authorization"]
+        assert (props["disable_token_authorization"], base["disable_token_authorization"]) == ("true", "false")
+        for key in ("job_queue_size", "max_request_size", "metrics_mode", "enable_model_api"):
+            assert props[key] == base[key], key
         plain_mar = storage / "torchserve" / f"{name}.mar"
         assert plain_mar.read_bytes() == (root / "model-store" / f"{name}.mar").read_bytes()
 
