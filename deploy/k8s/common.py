@@ -110,12 +110,14 @@ def deployment(
     service_account: str | None = None,
     recreate: bool = False,
     fs_group: int | None = RUN_AS,
+    automount_token: bool | None = None,
 ) -> dict[str, Any]:
-    """An apps/v1 Deployment with one pod template."""
+    """An apps/v1 Deployment with one pod template (API token mounted only with a ServiceAccount, by default)."""
     pod_meta: dict[str, Any] = {"labels": labels(name, component)}
     if annotations:
         pod_meta["annotations"] = annotations
-    pod: dict[str, Any] = {"containers": containers, "automountServiceAccountToken": service_account is not None}
+    automount = service_account is not None if automount_token is None else automount_token
+    pod: dict[str, Any] = {"containers": containers, "automountServiceAccountToken": automount}
     if fs_group is not None:
         pod["securityContext"] = {"fsGroup": fs_group}
     if service_account:

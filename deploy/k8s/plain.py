@@ -33,6 +33,8 @@ PUBLISHER = Path(__file__).with_name("publish_keys.py")
 TS_HOME = "/home/model-server"
 TS_KEYS_DIR = f"{TS_HOME}/keys"
 """TorchServe's working directory in its image, where it writes key_file.json (serving/torchserve/Dockerfile)."""
+ACCOUNT_DIR = "/var/run/twinserve/api"
+"""Where the publisher (only) finds its projected ServiceAccount token and the cluster CA."""
 TF_UID = 10002
 """The TF Serving image's user (serving/tfserving/Dockerfile)."""
 
@@ -84,12 +86,14 @@ def torchserve(src: Sources) -> list[dict[str, Any]]:
             {"name": "KEY_FILE", "value": f"{TS_KEYS_DIR}/key_file.json"},
             {"name": "SECRET_NAME", "value": KEYS_SECRET},
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "ACCOUNT_DIR", "value": ACCOUNT_DIR},
         ],
         "resources": resources({"cpu": "50m", "memory": "64Mi"}),
         "securityContext": hardened(read_only_root=True),
         "volumeMounts": [
             {**keys_mount, "readOnly": True},
             {"name": "publisher", "mountPath": "/opt/twinserve", "readOnly": True},
+            {"name": "api-access", "mountPath": ACCOUNT_DIR, "readOnly": True},
         ],
     }
     volumes = [
@@ -97,6 +101,16 @@ def torchserve(src: Sources) -> list[dict[str, Any]]:
         # In memory only, like compose's tmpfs key volume.
         {"name": "keys", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
         {"name": "publisher", "configMap": {"name": "torchserve-key-publisher"}},
+        # The API token only in the publisher: TorchServe runs model code and gets no API credentials.
+        {
+            "name": "api-access",
+            "projected": {
+                "sources": [
+                    {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                ]
+            },
+        },
     ]
     grace = seconds_or_none(svc.get("stop_grace_period"))
     deploy = deployment(
@@ -107,6 +121,7 @@ def torchserve(src: Sources) -> list[dict[str, Any]]:
         volumes=volumes,
         annotations=scrape_annotations(src.ports.ts_metrics, "/metrics"),
         service_account="torchserve-key-publisher",
+        automount_token=False,
         recreate=True,  # two pods would mean two key sets behind one Service
     )
     if grace:

@@ -5,7 +5,8 @@ key can be written into a manifest. Clients in other pods (the gateway, Locust w
 re-read the file on a 401, as they do with compose's shared volume. Runs on the TorchServe image's own Python
 with the standard library only; the pod's ServiceAccount may get and patch this one Secret and nothing else.
 
-Environment: KEY_FILE, SECRET_NAME, POD_NAMESPACE; optional POLL_S (default 2).
+Environment: KEY_FILE, SECRET_NAME, POD_NAMESPACE; optional POLL_S (default 2) and ACCOUNT_DIR (the folder with
+the ServiceAccount `token` and the cluster `ca.crt`; default the standard automount path).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def run(key_file: Path, url: str, poll_s: float, account: Path = ACCOUNT) -> Non
 def main() -> int:
     """Read the environment and run forever."""
     url = secret_url(os.environ["POD_NAMESPACE"], os.environ["SECRET_NAME"])
-    run(Path(os.environ["KEY_FILE"]), url, float(os.environ.get("POLL_S", "2")))
+    account = Path(os.environ.get("ACCOUNT_DIR", str(ACCOUNT)))
+    run(Path(os.environ["KEY_FILE"]), url, float(os.environ.get("POLL_S", "2")), account)
     return 0
 
 

@@ -61,7 +61,10 @@ def files(src: Sources, opt: Options) -> dict[str, list[dict[str, Any]]]:
 
 
 class _Dumper(yaml.SafeDumper):
-    """Multi-line strings (routes.yaml, the publisher script) as readable literal blocks."""
+    """Multi-line strings (routes.yaml, the publisher script) as literal blocks; no &anchors, every value inline."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:

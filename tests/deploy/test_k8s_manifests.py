@@ -167,3 +167,14 @@ def test_key_publisher_sends_only_torchserve_key_files() -> None:
     assert secret_url("twinserve", "torchserve-keys", "https://api") == (
         "https://api/api/v1/namespaces/twinserve/secrets/torchserve-keys"
     )
+
+
+def test_only_the_publisher_holds_api_credentials(tmp_path: Path) -> None:
+    """TorchServe runs model code: the pod mounts no API token by default, the publisher gets a projected one."""
+    (deploy,) = find(objects(tmp_path), "Deployment", "torchserve")
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    mounts = {c["name"]: {m["name"] for m in c["volumeMounts"]} for c in pod["containers"]}
+    assert "api-access" in mounts["key-publisher"] and "api-access" not in mounts["torchserve"]
+    (api,) = [v for v in pod["volumes"] if v["name"] == "api-access"]
+    assert {"serviceAccountToken"} <= {k for s in api["projected"]["sources"] for k in s}
