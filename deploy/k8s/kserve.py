@@ -38,6 +38,8 @@ KSERVE_TS_INFERENCE = 8085
 """TorchServe's own inference address under KServe (KServe's front end listens on 8080 and forwards here)."""
 KSERVE_HTTP = 8080
 """The predictor container's HTTP port in both runtimes (TF Serving's --rest_api_port, KServe's front end)."""
+KSERVE_TS_BATCH_SIZE = 1
+"""TorchServe's batchSize under KServe: its request envelope reads one request per batch (test_kserve_torchserve)."""
 MOUNT = "/mnt/models"
 """Where KServe's storage initializer puts the storageUri's contents."""
 STORAGE_TS = "kserve/torchserve"
@@ -76,7 +78,9 @@ def torchserve_properties(src: Sources, model: Model) -> str:
                     "marName": f"{model.name}.mar",
                     "minWorkers": ts["minWorkers"],
                     "maxWorkers": ts["maxWorkers"],
-                    "batchSize": ts["batchSize"],
+                    # TorchServe 0.12.0's KServe envelopes answer only the first request of a batch, so any batch of
+                    # two or more fails whole ("number of batch response mismatched", 503): one request per batch.
+                    "batchSize": KSERVE_TS_BATCH_SIZE,
                     "maxBatchDelay": ts["maxBatchDelay"],
                     "responseTimeout": ts["responseTimeout"],
                 }
@@ -85,9 +89,10 @@ def torchserve_properties(src: Sources, model: Model) -> str:
     }
     props.update(
         {
-            # TorchServe 0.12.0's KServe front end (kubernetes/kserve/kserve_wrapper) calls /predictions/<model>
-            # on this address with no Authorization header, so a token would refuse every request. The
-            # front end on 8080 has no auth of its own either; the NetworkPolicy is the boundary on this path.
+            # TorchServe 0.12.0's KServe front end (kubernetes/kserve/kserve_wrapper on kserve 0.13.0's
+            # Model._http_predict) posts to /v1/models/<m>:predict (v2: /v2/models/<m>/infer) on this address
+            # with no Authorization header, so a token would refuse every request. The front end on 8080 has no
+            # auth of its own either; the NetworkPolicy is the boundary on this path.
             "disable_token_authorization": "true",
             "inference_address": f"http://0.0.0.0:{KSERVE_TS_INFERENCE}",
             "management_address": f"http://0.0.0.0:{KSERVE_TS_INFERENCE}",

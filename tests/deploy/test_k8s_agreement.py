@@ -235,8 +235,9 @@ def test_storage_layout_for_kserve_torchserve(storage: Path) -> None:
         (entry,) = snapshot["models"][name].values()
         assert (root / "model-store" / entry["marName"]).is_file()
         per_model = yaml.safe_load((REPO / f"serving/torchserve/model-config/{name}.yaml").read_text())
-        for key in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers", "responseTimeout"):
+        for key in ("maxBatchDelay", "minWorkers", "maxWorkers", "responseTimeout"):
             assert entry[key] == per_model[key], key
+        assert entry["batchSize"] == 1  # KServe's envelope reads one request per batch (test_kserve_torchserve)
         # Only the KServe copy turns the token off (KServe's front end sends none); the image's file keeps it on.
         base = read_properties(REPO / "serving/torchserve/config.properties")
         assert (props["disable_token_authorization"], base["disable_token_authorization"]) == ("true", "false")
