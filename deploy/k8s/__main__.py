@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         written = render(args.out, opt)
         print(f"{sum(len(o) for o in written.values())} objects in {len(written)} files; apply with:")
         print(f"  kubectl apply -f {args.out}/base -f {args.out}/plain     # without KServe")
-        print(f"  kubectl apply -f {args.out}/kserve                        # InferenceServices: docs/kubernetes.md")
+        print(f"  kubectl apply -f {args.out}/base -f {args.out}/kserve    # with KServe: docs/kubernetes.md")
         return 0
     if args.command == "artifacts":
         from deploy.k8s.storage import lay_out

@@ -1,9 +1,15 @@
-"""The gateway: Deployment, Service, HorizontalPodAutoscaler (CPU), PodDisruptionBudget and its routes."""
+"""The gateway: Deployment, Service, HorizontalPodAutoscaler (CPU), PodDisruptionBudget and its routes.
+
+The routes ConfigMap belongs to the serving flavour, not to base/: plain/ carries gateway/routes.yaml as is (the
+stacks' Services, as in compose), kserve/ the same routes with each model's own InferenceService hosts.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+import yaml  # type: ignore[import-untyped]
 
 from deploy.k8s.common import (
     container_ports,
@@ -18,6 +24,7 @@ from deploy.k8s.common import (
     selector,
     service,
 )
+from deploy.k8s.kserve import predictor_host
 from deploy.k8s.sources import Sources
 
 ROUTES_DIR = "/etc/twinserve"
@@ -85,12 +92,6 @@ def gateway(src: Sources, replicas: int, max_replicas: int, cpu_target: int) -> 
         annotations=scrape_annotations(src.ports.gateway_rest, "/metrics"),
     )
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": meta("gateway-routes", "gateway"),
-            "data": {"routes.yaml": src.routes_text},
-        },
         deploy,
         service("gateway", "gateway", ports),
         {
@@ -119,6 +120,36 @@ def gateway(src: Sources, replicas: int, max_replicas: int, cpu_target: int) -> 
             "spec": {"minAvailable": max(1, replicas - 1), "selector": {"matchLabels": selector("gateway")}},
         },
     ]
+
+
+def routes_config_map(text: str) -> dict[str, Any]:
+    """The ConfigMap the gateway mounts as its routes file."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta("gateway-routes", "gateway"),
+        "data": {"routes.yaml": text},
+    }
+
+
+def kserve_routes(src: Sources) -> str:
+    """gateway/routes.yaml with, per model, its InferenceService hosts as the endpoints of both stacks.
+
+    TorchServe behind kserve-torchserve is reached with KServe's v1 protocol (protocolVersion v1, which the
+    handler answers with named outputs); kserve-tensorflow-serving runs TF Serving itself, whose own REST API
+    the predictor Service exposes (port 80 -> 8080), so the TF client speaks `rest` to it.
+    """
+    routes = yaml.safe_load(src.routes_text)
+    for name, route in routes["models"].items():
+        route["endpoints"] = {
+            "torchserve": {"protocol": "kserve-v1", "rest_url": f"http://{predictor_host(name, 'torchserve')}"},
+            "tfserving": {"protocol": "rest", "rest_url": f"http://{predictor_host(name, 'tfserving')}"},
+        }
+    header = (
+        "# gateway/routes.yaml for the KServe flavour: each model on its own InferenceService hosts\n"
+        "# (rendered by `make k8s` from gateway/routes.yaml; validated by gateway/settings.py: Route).\n"
+    )
+    return header + yaml.safe_dump(routes, sort_keys=False, width=120)
 
 
 def _key_dir(env: dict[str, str]) -> str:

@@ -1,8 +1,10 @@
 """Render every manifest into build/k8s/<part>/*.yaml: plain dicts, dumped as multi-document YAML.
 
-base/      namespace, model storage claim, gateway (+ HPA, PDB, routes), distributed Locust
-plain/     TorchServe and TF Serving as Deployments (clusters without KServe), token Secret, NetworkPolicy
-kserve/    one InferenceService per model per stack on KServe's runtimes, their namespaces and NetworkPolicies
+base/      namespace, model storage claim, gateway (+ HPA, PDB), distributed Locust
+plain/     TorchServe and TF Serving as Deployments (clusters without KServe), token Secret, NetworkPolicy, and
+           the gateway's routes pointing at their Services
+kserve/    one InferenceService per model per stack on KServe's runtimes, their namespaces and NetworkPolicies,
+           and the gateway's routes pointing at each model's InferenceService hosts
 operator/  the same Locust run as a LocustTest, for clusters with the Locust operator (instead of base/'s)
 """
 
@@ -46,6 +48,7 @@ def files(src: Sources, opt: Options) -> dict[str, list[dict[str, Any]]]:
             src, opt.gateway_replicas, opt.gateway_max_replicas, opt.gateway_cpu_target
         ),
         "base/30-locust.yaml": locust.locust(src, opt.locust_workers),
+        "plain/05-gateway-routes.yaml": [gateway.routes_config_map(src.routes_text)],
         "plain/10-torchserve.yaml": plain.torchserve(src),
         "plain/20-tfserving.yaml": plain.tfserving(src, opt.tfserving_replicas),
         "plain/30-network-policy.yaml": [plain.network_policy(src)],
@@ -56,6 +59,7 @@ def files(src: Sources, opt: Options) -> dict[str, list[dict[str, Any]]]:
         ],
         "kserve/10-inference-services.yaml": kserve.inference_services(src, opt.kserve_max_replicas),
         "kserve/20-network-policies.yaml": kserve.network_policies(),
+        "kserve/30-gateway-routes.yaml": [gateway.routes_config_map(gateway.kserve_routes(src))],
         "operator/locust-test.yaml": [locust.locust_test(src, opt.locust_workers)],
     }
 

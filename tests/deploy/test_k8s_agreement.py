@@ -17,6 +17,7 @@ from deploy.k8s.kserve import TF_NAMESPACE, TS_NAMESPACE
 from deploy.k8s.render import Options, load_all, render
 from deploy.k8s.sources import read_batching_parameters, read_properties
 from deploy.k8s.storage import lay_out
+from gateway.backends import KServeV1Backend, PerModelBackend, TFServingBackend, build_backends
 from gateway.settings import Settings
 from models.specs import SPECS
 from serving.supervisor.ports import Ports
@@ -27,14 +28,29 @@ FLAVOURS = {"gpu": (True, DEFAULT), "cpu": (False, CPU)}
 
 
 @pytest.fixture(scope="module", params=sorted(FLAVOURS))
-def flavour(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, list[Any]]:
-    """(compose model, rendered objects) for one flavour."""
+def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """(flavour name, folder rendered for it)."""
+    out = tmp_path_factory.mktemp(request.param)
+    render(out, Options(gpu=FLAVOURS[request.param][0]), progress=lambda _: None)
+    return request.param, out
+
+
+@pytest.fixture(scope="module")
+def flavour(rendered: tuple[str, Path]) -> tuple[Any, list[Any]]:
+    """(compose model, every rendered object) for one flavour."""
     from tests.deploy.conftest import run_compose
 
-    gpu, files = FLAVOURS[request.param]
-    out = tmp_path_factory.mktemp(request.param)
-    render(out, Options(gpu=gpu), progress=lambda _: None)
-    return run_compose(files), [o for objs in load_all(out).values() for o in objs]
+    name, out = rendered
+    return run_compose(FLAVOURS[name][1]), [o for objs in load_all(out).values() for o in objs]
+
+
+@pytest.fixture(scope="module")
+def parts(rendered: tuple[str, Path]) -> dict[str, list[Any]]:
+    """Rendered objects by folder (base, plain, kserve, operator): what one `kubectl apply -f` gets."""
+    out: dict[str, list[Any]] = {}
+    for path, objs in load_all(rendered[1]).items():
+        out.setdefault(path.parent.name, []).extend(objs)
+    return out
 
 
 def obj(objs: list[Any], kind: str, name: str) -> Any:
@@ -113,19 +129,26 @@ def test_gateway_environment_is_compose_s(flavour: tuple[Any, list[Any]]) -> Non
     assert set(env) - set(compose_env) == {"TWINSERVE_ROUTES_FILE"}
 
 
-def test_gateway_settings_load_and_point_at_the_rendered_services(
-    flavour: tuple[Any, list[Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The gateway's own Settings accept the rendered env and routes; every backend URL names a rendered Service."""
-    _, objs = flavour
+def gateway_settings(objs: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The gateway's own Settings from the rendered env and the routes ConfigMap among `objs`."""
     env = {e["name"]: e["value"] for e in container(objs, "gateway")["env"]}
     routes = tmp_path / "routes.yaml"
     routes.write_text(obj(objs, "ConfigMap", "gateway-routes")["data"]["routes.yaml"])
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("TWINSERVE_ROUTES_FILE", str(routes))
-    settings = Settings()
+    return Settings()
+
+
+def test_gateway_settings_load_and_point_at_the_rendered_services(
+    parts: dict[str, list[Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain flavour: the gateway's own Settings accept the rendered env and routes; every backend URL names a
+    rendered Service, and no model overrides its stack's address."""
+    objs = parts["base"] + parts["plain"]
+    settings = gateway_settings(objs, tmp_path, monkeypatch)
     assert sorted(settings.routes.models) == sorted(SPECS)
+    assert all(not route.endpoints for route in settings.routes.models.values())
     services = {o["metadata"]["name"]: {p["port"] for p in o["spec"]["ports"]} for o in objs if o["kind"] == "Service"}
     b = settings.backends
     for address in (b.torchserve.rest_url, b.torchserve.management_url, b.tfserving.rest_url):
@@ -137,6 +160,51 @@ def test_gateway_settings_load_and_point_at_the_rendered_services(
     key_dir = str(Path(str(b.torchserve.key_file)).parent)
     mounts = {m["mountPath"]: m["name"] for m in container(objs, "gateway")["volumeMounts"]}
     assert mounts[key_dir] == "torchserve-keys"
+
+
+def test_each_flavour_carries_its_own_routes(parts: dict[str, list[Any]]) -> None:
+    """base/ has no routes (it goes with either flavour); plain/ has routes.yaml as is, kserve/ one of its own."""
+    routes = {
+        part: [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "gateway-routes"]
+        for part, objs in parts.items()
+    }
+    assert {part: len(found) for part, found in routes.items()} == {"base": 0, "plain": 1, "kserve": 1, "operator": 0}
+    assert routes["plain"][0]["data"]["routes.yaml"] == (REPO / "gateway/routes.yaml").read_text()
+
+
+def test_kserve_routes_point_each_model_at_its_inference_services(
+    parts: dict[str, list[Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KServe flavour: each model's endpoints are its InferenceServices' predictor hosts, in the protocol the
+    runtime speaks (TorchServe: KServe v1; TF Serving: its own REST), and the gateway's Settings and backend
+    selection accept them; everything else is gateway/routes.yaml."""
+    objs = parts["base"] + parts["kserve"]
+    settings = gateway_settings(objs, tmp_path, monkeypatch)
+    reference = Settings(routes_file=REPO / "gateway/routes.yaml").routes.models
+    assert sorted(settings.routes.models) == sorted(SPECS) == sorted(reference)
+    isvcs = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objs if o["kind"] == "InferenceService"}
+    stacks = {
+        "torchserve": (TS_NAMESPACE, "kserve-torchserve", "kserve-v1"),
+        "tfserving": (TF_NAMESPACE, "kserve-tensorflow-serving", "rest"),
+    }
+    for name, route in settings.routes.models.items():
+        assert route.model_dump(exclude={"endpoints"}) == reference[name].model_dump(exclude={"endpoints"}), name
+        assert set(route.endpoints) == set(stacks), name
+        for stack, (namespace, runtime, protocol) in stacks.items():
+            endpoint = route.endpoints[stack]
+            # KServe's RawDeployment Service for an InferenceService: <name>-predictor, port 80 -> the container
+            assert endpoint.rest_url == f"http://{name}-predictor.{namespace}.svc.cluster.local", (name, stack)
+            assert endpoint.protocol == protocol, (name, stack)
+            isvc = isvcs[(namespace, name)]
+            assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+            model = isvc["spec"]["predictor"]["model"]
+            assert (model["runtime"], model["protocolVersion"]) == (runtime, "v1"), (name, stack)
+    backends = build_backends(settings)
+    for stack in stacks:  # every model has its own hosts: no client for the stacks' shared addresses
+        chosen = backends[stack]
+        assert isinstance(chosen, PerModelBackend) and chosen.shared is None, stack
+    assert all(isinstance(backends["torchserve"].client(m), KServeV1Backend) for m in SPECS)  # type: ignore[attr-defined]
+    assert all(type(backends["tfserving"].client(m)) is TFServingBackend for m in SPECS)  # type: ignore[attr-defined]
 
 
 def test_locust_runs_compose_s_commands(flavour: tuple[Any, list[Any]]) -> None:
