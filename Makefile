@@ -15,10 +15,10 @@ _QUICK := $(if $(filter 1 yes true,$(QUICK)),--quick)
 # TensorFlow's C++ INFO and WARNING lines drown the progress users want to see; errors still print.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup java tools coldstart export parity up down status test lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust chaos soak
+.PHONY: help setup java tools coldstart export parity up down status test lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust chaos soak k8s k8s-artifacts
 
 help: ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: $(STAMP) java tools ## create .venv with the pinned dependencies and make sure a JDK, hey and wrk are present
 
@@ -83,6 +83,13 @@ protos: $(STAMP) ## regenerate gateway/_generated from gateway/protos (committed
 bench-gateway: $(STAMP) ## gateway overhead and upstream-client benchmark on the native stack (`make up` first)
 	$(PY) scripts/bench_gateway.py --run-dir run --out results/gateway-bench $(BENCH_ARGS)
 
+k8s: $(STAMP) ## render Kubernetes manifests (KServe + plain Deployments, gateway HPA, Locust) into build/k8s/ and validate them
+	$(PY) -m deploy.k8s render --out build/k8s $(if $(filter 0 no false,$(GPU)),--cpu) $(K8S_ARGS)
+	$(PY) -m deploy.k8s validate --dir build/k8s
+
+k8s-artifacts: $(MANIFEST) ## lay out artifacts/ as the model storage KServe and the plain Deployments read -> build/k8s-storage/
+	$(PY) -m deploy.k8s artifacts --artifacts $(ARTIFACTS) --out build/k8s-storage
+
 status: ## what runs, on which ports, and whether it is healthy
 	$(PY) -m serving.supervisor status
 
@@ -95,7 +102,7 @@ test: setup $(MANIFEST) compose-bin ## run the test suite (starts real servers o
 lint: $(STAMP) ## ruff (lint + format check), mypy, hadolint on every Dockerfile, docker compose config
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy models serving gateway loadtest reliability
+	$(VENV)/bin/mypy models serving gateway loadtest reliability deploy
 	$(VENV)/bin/hadolint serving/torchserve/Dockerfile serving/tfserving/Dockerfile gateway/Dockerfile loadtest/Dockerfile
 	PY=$(PY) bash scripts/check-compose.sh
 

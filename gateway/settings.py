@@ -6,6 +6,7 @@ the routes YAML file (`TWINSERVE_ROUTES_FILE`, default gateway/routes.yaml), fie
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +40,38 @@ class Signature(_Section):
     outputs: list[TensorSpec]
 
 
+class ModelEndpoint(_Section):
+    """Where one model lives on one stack when it has its own server (a KServe InferenceService: a host per model)."""
+
+    protocol: Literal["rest", "grpc", "kserve-v1"] | None = None
+    """The stack's native `rest` or `grpc`, or KServe's v1 REST protocol (`kserve-v1`, TorchServe behind the
+    kserve-torchserve runtime); None: the stack's own `protocol`."""
+    rest_url: str | None = None
+    """Base URL for `rest` and `kserve-v1`, e.g. http://digits-predictor.ns.svc.cluster.local (None: the stack's)."""
+    grpc_target: str | None = None
+    """host:port for `grpc` (None: the stack's)."""
+
+    @field_validator("rest_url")
+    @classmethod
+    def _http_base_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", url):
+            raise ValueError(f"rest_url {url!r} must be an http:// or https:// base URL without query")
+        return url.rstrip("/") if url else url
+
+    @field_validator("grpc_target")
+    @classmethod
+    def _host_port(cls, target: str | None) -> str | None:
+        if target is not None and not re.fullmatch(r"[^\s/:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", target):
+            raise ValueError(f"grpc_target {target!r} must be host:port")
+        return target
+
+    @model_validator(mode="after")
+    def _says_something(self) -> ModelEndpoint:
+        if self.protocol is None and self.rest_url is None and self.grpc_target is None:
+            raise ValueError("an endpoint override needs protocol, rest_url or grpc_target")
+        return self
+
+
 class Route(_Section):
     """How requests for one model are routed."""
 
@@ -56,6 +89,21 @@ class Route(_Section):
     """Versions exposed on the v2 API; another version is a 404."""
     signature: Signature | None = None
     """Expected signature; TF Serving's is fetched and must agree, TorchServe's is verified by a probe."""
+    endpoints: dict[BackendName, ModelEndpoint] = Field(default_factory=dict)
+    """Per stack, this model's own address and protocol, overriding the stack's (`backends.<stack>`) for it."""
+
+    @model_validator(mode="after")
+    def _endpoints_fit(self) -> Route:
+        tf = self.endpoints.get("tfserving")
+        if tf is not None and tf.protocol == "kserve-v1":
+            # kserve-tensorflow-serving runs TF Serving itself: its own REST/gRPC API, which `rest`/`grpc` speak.
+            raise ValueError("endpoints.tfserving: protocol kserve-v1 is for TorchServe; TF Serving speaks rest/grpc")
+        kserve = [b for b, e in self.endpoints.items() if e.protocol == "kserve-v1"]
+        if kserve and len(self.versions) != 1:
+            raise ValueError(
+                f"endpoints.{kserve[0]}: KServe's v1 protocol serves one version; versions lists {len(self.versions)}"
+            )
+        return self
 
 
 class RoutesSettings(_Section):
@@ -213,6 +261,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"route {name!r} uses backend {route.backend!r}, which is disabled")
             if route.policy in ("shadow", "failover") and len(enabled) < 2:
                 raise ValueError(f"route {name!r}: policy {route.policy!r} needs both backends enabled")
+            for backend in set(route.endpoints) - enabled:  # an override nobody would read
+                raise ValueError(f"route {name!r} has an endpoint for backend {backend!r}, which is disabled")
         return self
 
     def api_keys(self) -> list[str]:

@@ -7,6 +7,7 @@ import asyncio
 
 import aiohttp
 import grpc
+import numpy as np
 
 from gateway.errors import GatewayError, InvalidArgument, UpstreamError, UpstreamTimeout
 from gateway.metadata import ModelMetadata
@@ -85,6 +86,19 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def healthy(self, model: str) -> bool:
         """Active health check for one routed model: a cheap call that never raises."""
+
+
+def probe_inputs(declared: ModelMetadata) -> list[InferTensor]:
+    """A batch-of-1 zero input for each declared input: proves a signature the server cannot report itself."""
+    return [
+        InferTensor(
+            t.name,
+            t.datatype,
+            [1, *t.shape[1:]],
+            np.zeros([1, *t.shape[1:]], dtype=np.float32 if t.datatype == "FP32" else np.int64),
+        )
+        for t in declared.inputs
+    ]
 
 
 def map_grpc_error(backend: str, err: grpc.aio.AioRpcError) -> GatewayError:

@@ -13,7 +13,7 @@ import numpy as np
 from google.protobuf import empty_pb2
 
 from gateway._generated import twinserve_torchserve_pb2 as ts_pb2
-from gateway.backends.base import Backend, map_grpc_error, map_http_error
+from gateway.backends.base import Backend, map_grpc_error, map_http_error, probe_inputs
 from gateway.errors import UpstreamError
 from gateway.metadata import ModelMetadata, TensorMeta
 from gateway.settings import TorchServeSettings
@@ -149,15 +149,7 @@ class TorchServeBackend(Backend):
         """
         if declared is None:
             raise UpstreamError("TorchServe reports no signature; declare one in the route", backend=self.name)
-        probe = [
-            InferTensor(
-                t.name,
-                t.datatype,
-                [1, *t.shape[1:]],
-                np.zeros([1, *t.shape[1:]], dtype=np.float32 if t.datatype == "FP32" else np.int64),
-            )
-            for t in declared.inputs
-        ]
+        probe = probe_inputs(declared)
         outputs = await self.infer(model, version, probe, timeout_s=self.settings.timeout_s * 4, request_id="probe")
         self._probes[model] = (version, probe)
         got = tuple(TensorMeta(o.name, o.datatype, (-1, *o.shape[1:])) for o in outputs)

@@ -12,6 +12,16 @@ Request forms (one TorchServe request = one entry of the batch; all entries run 
   raw   Content-Type application/octet-stream, or gRPC input key "input": little-endian float32 bytes
         of [n, *input_shape]                     -> the columnar JSON answer.
 Bad input gets status 400 with {"code": 400, "type": "InvalidInput", "message": ...} for that entry only.
+
+Under KServe (kserve-torchserve), TorchServe 0.12.0 wraps this handler in the request envelope named by
+TS_SERVICE_ENVELOPE (ts/torch_handler/request_envelope/), which hands over the FIRST request only, unpacked:
+  kserve    (protocol v1) the bare `instances` list [inst, ...]  -> [{"logits": .., "probabilities": ..}, ..];
+            the envelope answers {"predictions": <that list>}, the same rows as TF Serving's row format.
+  kservev2  (protocol v2) the `inputs` list [{name, shape, datatype, data (already reshaped)}]
+            -> one array per input: the envelope names each answer after an input and flattens it, so only
+            the first output (logits) fits; it comes back named like the input, shape [n * classes].
+Under either envelope a bad request fails the whole call with 400 (PredictionException), and TorchServe must
+batch 1 request at a time: the envelope drops every request after the first (deploy/k8s/kserve.py).
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from ts.utils.util import PredictionException
 
 logger = logging.getLogger(__name__)
 
@@ -147,10 +158,7 @@ def _check_count(batch: np.ndarray) -> np.ndarray:
 def encode(outputs: dict[str, np.ndarray], form: str) -> str:
     """Answer in TF Serving's REST shapes: rows of dicts, or one dict of columns."""
     if form == "row":
-        names = list(outputs)
-        columns = [outputs[n].tolist() for n in names]
-        rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
-        return json.dumps({"predictions": rows})
+        return json.dumps({"predictions": rows(outputs)})
     return json.dumps({"outputs": {name: array.tolist() for name, array in outputs.items()}})
 
 
@@ -159,10 +167,55 @@ def error_body(message: str) -> str:
     return json.dumps({"code": 400, "type": "InvalidInput", "message": message})
 
 
+def envelope_form(data: list[Any]) -> str | None:
+    """Which KServe envelope unpacked `data` ('kserve', 'kservev2'), or None for TorchServe's own request rows.
+
+    TorchServe's rows are always dicts (body, form fields or gRPC inputs); the v1 envelope hands over
+    instances (arrays), the v2 envelope tensor dicts whose `data` is already a nested list.
+    """
+    if not all(isinstance(item, dict) for item in data):
+        return "kserve"
+    if all({"name", "datatype", "shape", "data"} <= item.keys() and isinstance(item["data"], list) for item in data):
+        return "kservev2"
+    return None
+
+
+def decode_v2_inputs(model: LoadedModel, tensors: list[dict[str, Any]]) -> np.ndarray:
+    """The v2 envelope's input tensors as one float32 batch: exactly one FP32 tensor named like the model input."""
+    names = [str(t["name"]) for t in tensors]
+    if names != [model.input_name]:
+        raise InvalidInputError(f"inputs must be exactly one tensor named {model.input_name!r}, got {names}")
+    tensor = tensors[0]
+    if tensor["datatype"] != "FP32":
+        raise InvalidInputError(f"input {model.input_name!r} must be FP32, got {tensor['datatype']}")
+    return _array(model, tensor["data"], model.input_name)
+
+
+def rows(outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """One dict of outputs per instance (TF Serving's row format)."""
+    names = list(outputs)
+    columns = [outputs[n].tolist() for n in names]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
 class TwinHandler:
     """Batch-aware handler: every request in TorchServe's batch shares one forward pass on the device."""
 
-    model: LoadedModel
+    model: LoadedModel | None = None
+
+    def handle_envelope(self, data: list[Any], form: str) -> list[Any]:
+        """One request unpacked by KServe's envelope: instances (v1) or input tensors (v2)."""
+        assert self.model is not None
+        try:
+            v1 = form == "kserve"
+            batch = _array(self.model, data, "instances") if v1 else decode_v2_inputs(self.model, data)
+        except InvalidInputError as error:
+            # The envelope answers one request; its status is the whole call's.
+            raise PredictionException(str(error), 400) from None
+        outputs = forward(self.model, batch)
+        if form == "kserve":
+            return rows(outputs)
+        return [outputs[self.model.output_names[0]]]  # a float32 array, so the envelope reports FP32
 
     def initialize(self, context: Any) -> None:
         properties = context.system_properties
@@ -175,6 +228,8 @@ class TwinHandler:
         logger.info("twinserve handler: %s loaded on %s", self.model.name, device)
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[str]:
+        """TorchServe's batch of request rows: one answer (JSON text) per row, bad rows answered 400 alone."""
+        assert self.model is not None
         batches: list[np.ndarray] = []
         plan: list[tuple[int, int, str] | str] = []  # (start, stop, form) per request, or an error message
         offset = 0
@@ -212,13 +267,18 @@ def _header(context: Any, index: int, name: str) -> str | None:
 _service = TwinHandler()
 
 
-def handle(data: list[dict[str, Any]] | None, context: Any) -> list[str] | None:
+def handle(data: list[Any] | None, context: Any) -> list[Any] | None:
     """TorchServe's entry point: the first call (data None) loads the model, later calls serve batches.
 
     A module-level function rather than a handler class: TorchServe's class discovery insists on
     exactly one class per handler module, and this module has several.
     """
-    if data is None:
+    if _service.model is None:
         _service.initialize(context)
         return None
+    if not data:  # only KServe's v1 envelope passes None after loading: the body had no "instances"
+        raise PredictionException('the KServe v1 body needs "instances": a non-empty list of instances', 400)
+    form = envelope_form(data)
+    if form is not None:
+        return _service.handle_envelope(data, form)
     return _service.handle(data, context)

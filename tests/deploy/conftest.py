@@ -14,14 +14,17 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from deploy.k8s.storage import lay_out
 from tests.deploy.checks import Instruction, parse_dockerfile
+from tests.deploy.kserve_torchserve import KServeTorchServe, kserve_torchserve
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILES = {
@@ -101,3 +104,35 @@ def cpu_cfg(compose: Callable[..., Any]) -> Any:
 def dockerfiles() -> dict[str, list[Instruction]]:
     """Image name -> parsed Dockerfile."""
     return {name: parse_dockerfile(path.read_text()) for name, path in DOCKERFILES.items()}
+
+
+# ---- TorchServe as KServe's kserve-torchserve runtime runs it (tests/deploy/kserve_torchserve.py) ----
+
+
+@pytest.fixture(scope="session")
+def kserve_storage(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make k8s-artifacts`'s layout of the exported artifacts (the storageUri contents)."""
+    out = tmp_path_factory.mktemp("k8s-storage")
+    lay_out(artifacts, out, progress=lambda _: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ts_v1(kserve_storage: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServeTorchServe]:
+    """digits on TorchServe with KServe's v1 envelope (protocolVersion v1, what the renderer sets)."""
+    with kserve_torchserve(kserve_storage, "digits", "kserve", tmp_path_factory.mktemp("ts-kserve")) as ts:
+        yield ts
+
+
+@pytest.fixture(scope="session")
+def ts_v2(kserve_storage: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServeTorchServe]:
+    """digits on TorchServe with KServe's v2 envelope (protocolVersion v2)."""
+    with kserve_torchserve(kserve_storage, "digits", "kservev2", tmp_path_factory.mktemp("ts-kservev2")) as ts:
+        yield ts
+
+
+@pytest.fixture(scope="session")
+def digits(artifacts: Path) -> dict[str, np.ndarray]:
+    """Reference inputs and the exporter's torch outputs."""
+    data = np.load(artifacts / "samples" / "digits.npz")
+    return {k: data[k] for k in data.files}
