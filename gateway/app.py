@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException
 
-from gateway import rest
+from gateway import openapi, rest
 from gateway.auth import OPEN_PATHS, ApiKeyMiddleware, ApiKeys
 from gateway.backends import Backend, build_backends
 from gateway.core import DataPlane
@@ -99,6 +99,9 @@ def create_app(settings: Settings | None = None, *, backends: dict[str, Backend]
     app.state.settings = settings
     app.state.metrics = metrics
     rest.mount(app)
+    # After the API routes, so matching an inference request never tries this path first.
+    models = {name: route.versions for name, route in settings.routes.models.items()}
+    openapi.install(app, [path for path, _ in rest.INFERENCE_ROUTES], models)
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> Response:
