@@ -138,7 +138,7 @@ class LimitsSettings(_Section):
     breaker_cooldown_s: float = Field(default=5.0, gt=0)
     """Time an open circuit waits before a half-open probe."""
     health_interval_s: float = Field(default=2.0, gt=0)
-    """Period of active backend health checks."""
+    """Period of active backend health checks; also a 503's Retry-After (an open circuit sends its cool-down)."""
     health_failures: int = Field(default=3, ge=1)
     """Consecutive failed probes before a model stops being routed to a backend (one slow probe is not an outage)."""
     shadow_queue_size: int = Field(default=64, ge=1)
