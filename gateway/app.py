@@ -19,6 +19,7 @@ from gateway.auth import OPEN_PATHS, ApiKeyMiddleware, ApiKeys
 from gateway.backends import Backend, build_backends
 from gateway.core import DataPlane
 from gateway.errors import GatewayError, Overloaded, Unavailable, client_message, http_status
+from gateway.exposure import metrics_public
 from gateway.limits import BodySizeLimit
 from gateway.settings import Settings
 from gateway.telemetry import Metrics, configure_logging, new_request_id, request_id
@@ -145,7 +146,7 @@ def create_app(settings: Settings | None = None, *, backends: dict[str, Backend]
     # Outermost first at request time: request id, then auth, then the body limit, then routing.
     lim = settings.limits
     app.add_middleware(BodySizeLimit, max_body_bytes=lim.max_body_bytes, max_header_bytes=lim.max_header_bytes)
-    open_paths = OPEN_PATHS if lim.metrics_public else OPEN_PATHS - {"/metrics"}
+    open_paths = OPEN_PATHS if metrics_public(settings) else OPEN_PATHS - {"/metrics"}
     app.add_middleware(ApiKeyMiddleware, keys=keys, open_paths=open_paths)
     app.add_middleware(RequestContext)
     return app

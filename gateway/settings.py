@@ -131,8 +131,8 @@ class LimitsSettings(_Section):
     """Accepted ingress API keys (Bearer); empty together with api_key_file means no auth."""
     api_key_file: Path | None = None
     """File with one accepted API key per line."""
-    metrics_public: bool = True
-    """Whether /metrics stays open when API keys are configured (False: scrapers must send a key too)."""
+    metrics_public: bool | None = None
+    """Whether /metrics stays open when API keys are configured (None: only when the gateway is on loopback)."""
     breaker_failures: int = Field(default=5, ge=1)
     """Consecutive failures that open a backend's circuit."""
     breaker_cooldown_s: float = Field(default=5.0, gt=0)
@@ -163,8 +163,12 @@ class TelemetrySettings(_Section):
 class ServerSettings(_Section):
     """Listening sockets and process model (used by `python -m gateway`)."""
 
-    host: str = "0.0.0.0"
-    """Interface for REST and gRPC."""
+    host: str = "127.0.0.1"
+    """Interface for REST and gRPC; beyond loopback `python -m gateway` needs API keys or allow_unauthenticated."""
+    published_host: str | None = None
+    """Where clients reach the ports if not `host` (a container binding 0.0.0.0, published on 127.0.0.1)."""
+    allow_unauthenticated: bool = False
+    """Serve beyond loopback without API keys anyway (inference and /metrics open to whoever reaches it)."""
     port: int = 8000
     """REST port."""
     grpc_port: int | None = 8001
