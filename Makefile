@@ -56,8 +56,8 @@ up: setup $(MANIFEST) ## start both stacks: docker compose if a Docker engine an
 down: ## stop what `make up` started (containers and native services)
 	@PY=$(PY) bash scripts/down.sh
 
-gpu-check: $(MANIFEST) ## on a CUDA machine: handler path and raw forward p50 at batch 1 and 32 -> docs/gpu.md
-	$(PY) scripts/gpu_check.py --artifacts $(ARTIFACTS) --out docs/gpu.md
+gpu-check: $(MANIFEST) ## on a CUDA machine (own venv .venv-gpu, CUDA torch): handler and raw forward p50 -> docs/gpu.md; exit 2 without a GPU
+	@ARTIFACTS=$(ARTIFACTS) bash scripts/gpu-check.sh
 
 bench: setup $(MANIFEST) ## load-test every path of the running stack (make up first) -> results/<run>/report.html; QUICK=1: < 3 min
 	$(PY) -m loadtest.run $(_QUICK) $(BENCH_ARGS)

@@ -1,7 +1,8 @@
 """`python -m gateway`: uvicorn (uvloop + httptools, N workers) with the gRPC server in every worker; SIGTERM drains.
 
 Configuration comes from TWINSERVE_* variables (gateway/settings.py); the flags below are shortcuts that
-set those variables, so worker processes (spawned, not forked) see the same settings.
+set those variables, so worker processes (spawned, not forked) see the same settings. Beyond loopback it
+refuses to start without API keys unless TWINSERVE_SERVER__ALLOW_UNAUTHENTICATED=true (gateway/exposure.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import os
 import tempfile
 
+from gateway.exposure import refusal
 from gateway.server import run
 from gateway.settings import Settings
 
@@ -36,6 +38,9 @@ def main(argv: list[str] | None = None) -> None:
         if value is not None:
             os.environ[env] = str(value)  # children inherit the environment, not our argv
     settings = Settings()  # fail fast on a bad configuration, before any worker starts
+    problem = refusal(settings)
+    if problem is not None:
+        parser.exit(2, f"python -m gateway: {problem}\n")
     if settings.server.workers > 1 and settings.telemetry.metrics_multiproc_dir is None:
         # Prometheus multiprocess mode: every worker writes its values to files in one shared directory.
         path = tempfile.mkdtemp(prefix="twinserve-prom-")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,11 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException
 
-from gateway import rest
+from gateway import openapi, rest
 from gateway.auth import OPEN_PATHS, ApiKeyMiddleware, ApiKeys
 from gateway.backends import Backend, build_backends
 from gateway.core import DataPlane
-from gateway.errors import GatewayError, Overloaded, client_message, http_status
+from gateway.errors import GatewayError, Overloaded, Unavailable, client_message, http_status
+from gateway.exposure import metrics_public
 from gateway.limits import BodySizeLimit
 from gateway.settings import Settings
 from gateway.telemetry import Metrics, configure_logging, new_request_id, request_id
@@ -50,14 +52,31 @@ class RequestContext:
             request_id.reset(token)
 
 
-def error_response(exc: BaseException) -> Response:
-    """The one HTTP rendering of every error: `{"error": message}` with its status and hints."""
+def retry_after(seconds: float) -> str:
+    """A Retry-After value: whole seconds, rounded up, at least 1 (0 would invite a retry storm)."""
+    return str(max(1, math.ceil(seconds)))
+
+
+def unavailable_retry_s(settings: Settings) -> float:
+    """Retry-After of a 503 that knows no better: the next health check is the earliest it can change."""
+    return settings.limits.health_interval_s
+
+
+def error_response(exc: BaseException, unavailable_retry: float = 1.0) -> Response:
+    """The one HTTP rendering of every error: `{"error": message}` with its status and hints.
+
+    Every 429 and 503 says when to come back: 429 the configured `retry_after_s`, 503 when the circuit's
+    cool-down ends, else `unavailable_retry`.
+    """
     status = http_status(exc)
     response = Response(
         json.dumps({"error": client_message(exc)}).encode(), status_code=status, media_type="application/json"
     )
     if isinstance(exc, Overloaded):
         response.headers["Retry-After"] = str(int(exc.retry_after_s))
+    elif status == 503:
+        known = exc.retry_after_s if isinstance(exc, Unavailable) else None
+        response.headers["Retry-After"] = retry_after(unavailable_retry if known is None else known)
     if isinstance(exc, GatewayError) and exc.backend:
         response.headers["X-Backend"] = exc.backend
     return response
@@ -98,11 +117,15 @@ def create_app(settings: Settings | None = None, *, backends: dict[str, Backend]
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=no_otel)
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.retry_after_503 = retry_after(unavailable_retry_s(settings))
     rest.mount(app)
+    # After the API routes, so matching an inference request never tries this path first.
+    models = {name: route.versions for name, route in settings.routes.models.items()}
+    openapi.install(app, [path for path, _ in rest.INFERENCE_ROUTES], models)
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> Response:
-        return error_response(exc)
+        return error_response(exc, unavailable_retry_s(settings))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -118,12 +141,12 @@ def create_app(settings: Settings | None = None, *, backends: dict[str, Backend]
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
-        return error_response(exc)
+        return error_response(exc, unavailable_retry_s(settings))
 
     # Outermost first at request time: request id, then auth, then the body limit, then routing.
     lim = settings.limits
     app.add_middleware(BodySizeLimit, max_body_bytes=lim.max_body_bytes, max_header_bytes=lim.max_header_bytes)
-    open_paths = OPEN_PATHS if lim.metrics_public else OPEN_PATHS - {"/metrics"}
+    open_paths = OPEN_PATHS if metrics_public(settings) else OPEN_PATHS - {"/metrics"}
     app.add_middleware(ApiKeyMiddleware, keys=keys, open_paths=open_paths)
     app.add_middleware(RequestContext)
     return app

@@ -54,6 +54,12 @@ class CircuitBreaker:
             return self.clock() - self.opened_at >= self.cooldown_s
         return not self._probe_in_flight
 
+    def retry_in_s(self) -> float:
+        """Seconds until an open circuit lets a half-open probe through (0 when it would now)."""
+        if self.state != OPEN:
+            return 0.0
+        return max(0.0, self.cooldown_s - (self.clock() - self.opened_at))
+
     def record_success(self) -> None:
         """A call (or active health check) succeeded: close the circuit."""
         self.failures = 0

@@ -79,11 +79,18 @@ class UpstreamError(GatewayError):
 
 
 class Unavailable(GatewayError):  # noqa: N818 (named after the gRPC status)
-    """No backend can take the request now (model not ready, circuit open, draining)."""
+    """No backend can take the request now (model not ready, circuit open, draining).
+
+    `retry_after_s`: when it may change (an open circuit knows); None: the app's default for 503s.
+    """
 
     http_status = 503
     grpc_code = grpc.StatusCode.UNAVAILABLE
     reason = "unavailable"
+
+    def __init__(self, message: str, *, backend: str | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message, backend=backend)
+        self.retry_after_s = retry_after_s
 
 
 class UpstreamTimeout(GatewayError):  # noqa: N818 (named after the gRPC status)

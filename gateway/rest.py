@@ -52,16 +52,23 @@ def _core_request(
     )
 
 
+def _health(request: Request, ok: bool) -> Response:
+    """200, or 503 with Retry-After (not ready or draining: a balancer or client should come back later)."""
+    if ok:
+        return Response(status_code=200)
+    return Response(status_code=503, headers={"Retry-After": request.app.state.retry_after_503})
+
+
 @router.get("/v2/health/live")
 async def live(request: Request) -> Response:
     """200 while the process runs."""
-    return Response(status_code=200 if _plane(request).live() else 503)
+    return _health(request, _plane(request).live())
 
 
 @router.get("/v2/health/ready")
 async def ready(request: Request) -> Response:
     """200 when every routed model is ready, else 503."""
-    return Response(status_code=200 if _plane(request).ready() else 503)
+    return _health(request, _plane(request).ready())
 
 
 @router.get("/v2")
@@ -98,7 +105,7 @@ def metadata_json(meta: ModelMetadata) -> dict[str, Any]:
 async def model_ready(request: Request, model: str, version: str | None = None) -> Response:
     """200 ready, 503 not ready, 404 unknown; with `X-Backend`, whether that stack serves it."""
     pin = request.headers.get("x-backend") or None
-    return Response(status_code=200 if _plane(request).model_ready(model, version, pin) else 503)
+    return _health(request, _plane(request).model_ready(model, version, pin))
 
 
 async def infer(request: Request) -> Response:

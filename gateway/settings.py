@@ -179,14 +179,14 @@ class LimitsSettings(_Section):
     """Accepted ingress API keys (Bearer); empty together with api_key_file means no auth."""
     api_key_file: Path | None = None
     """File with one accepted API key per line."""
-    metrics_public: bool = True
-    """Whether /metrics stays open when API keys are configured (False: scrapers must send a key too)."""
+    metrics_public: bool | None = None
+    """Whether /metrics stays open when API keys are configured (None: only when the gateway is on loopback)."""
     breaker_failures: int = Field(default=5, ge=1)
     """Consecutive failures that open a backend's circuit."""
     breaker_cooldown_s: float = Field(default=5.0, gt=0)
     """Time an open circuit waits before a half-open probe."""
     health_interval_s: float = Field(default=2.0, gt=0)
-    """Period of active backend health checks."""
+    """Period of active backend health checks; also a 503's Retry-After (an open circuit sends its cool-down)."""
     health_failures: int = Field(default=3, ge=1)
     """Consecutive failed probes before a model stops being routed to a backend (one slow probe is not an outage)."""
     shadow_queue_size: int = Field(default=64, ge=1)
@@ -211,8 +211,12 @@ class TelemetrySettings(_Section):
 class ServerSettings(_Section):
     """Listening sockets and process model (used by `python -m gateway`)."""
 
-    host: str = "0.0.0.0"
-    """Interface for REST and gRPC."""
+    host: str = "127.0.0.1"
+    """Interface for REST and gRPC; beyond loopback `python -m gateway` needs API keys or allow_unauthenticated."""
+    published_host: str | None = None
+    """Where clients reach the ports if not `host` (a container binding 0.0.0.0, published on 127.0.0.1)."""
+    allow_unauthenticated: bool = False
+    """Serve beyond loopback without API keys anyway (inference and /metrics open to whoever reaches it)."""
     port: int = 8000
     """REST port."""
     grpc_port: int | None = 8001

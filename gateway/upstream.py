@@ -48,7 +48,7 @@ class Upstreams:
         """One upstream call through the backend's breaker and in-flight limit, capped by `deadline`."""
         breaker = self.breakers[backend]
         if not breaker.allow():
-            raise Unavailable(f"circuit open for {backend}", backend=backend)
+            raise Unavailable(f"circuit open for {backend}", backend=backend, retry_after_s=breaker.retry_in_s())
         client = self.backends[backend]
         timeout = client.settings.timeout_s
         if deadline is not None:

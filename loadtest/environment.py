@@ -16,6 +16,7 @@ from typing import Any
 
 import psutil
 
+from loadtest.knobs import compare
 from loadtest.stack import StackInfo
 
 PACKAGES = ("torch", "tensorflow", "torchserve", "locust", "grpcio", "hdrhistogram", "numpy", "fastapi", "uvicorn")
@@ -99,4 +100,6 @@ def describe(stack: StackInfo | None, extra_configs: dict[str, str] | None = Non
         "stack": stack.as_dict() if stack is not None else {},
         "tf_side": (stack.tf_side if stack is not None else "unknown"),
         "configs": {**configs(stack), **(extra_configs or {})},
+        # the repo's batching knobs side by side, and what no setting can make equal between the stacks
+        "batching": compare(),
     }

@@ -232,7 +232,7 @@ def slow_backend(
             stop.set()
             watcher.join(5)
             rejected = sorted((s.done - s.due) * 1000 for s in over.samples if s.status in (429, 503))
-            retry_after = all(s.retry_after for s in over.samples if s.status == 429)
+            retry_after = all(s.retry_after for s in over.samples if s.status in (429, 503))
             # 3. connections reset / dropped by the "backend": explicit errors, fast
             proxy.set("reset")
             proxy.cut()

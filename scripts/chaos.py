@@ -161,7 +161,7 @@ def render(figures: dict[str, Any], command: str, env: dict[str, str], broken: l
             f"s | sent {s['overload_sent']}, {s['overload_statuses']}, lost {s['overload_lost']} |",
             f"| 429/503 latency p50 / p99 (from scheduled send) | "
             f"{s['rejection_p50_ms']} ms / {s['rejection_p99_ms']} ms |",
-            f"| Retry-After on every 429 | {s['retry_after_present']} |",
+            f"| Retry-After on every 429 and 503 | {s['retry_after_present']} |",
             f"| in-flight limit / highest gauge seen | {s['max_in_flight']} / {s['max_in_flight_seen']:g} |",
             f"| gateway RSS before / after | {s['rss_before_mb']} MiB / {s['rss_after_mb']} MiB |",
             f"| backend resets connections | {s['reset_statuses']} |",

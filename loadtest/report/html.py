@@ -65,6 +65,19 @@ def _environment(run: dict[str, Any]) -> str:
             continue
         text = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
         rows.append([escape(key), escape(text)])
+    batching = env.get("batching")
+    if batching:
+        tf = batching["tfserving"]
+        agree = [
+            f"{m}: batchSize {k['torchserve']['batchSize']} / max_batch_size {tf['max_batch_size']}, "
+            f"maxBatchDelay {k['torchserve']['maxBatchDelay']} ms / batch_timeout_micros {tf['batch_timeout_micros']}, "
+            f"workers {k['torchserve']['maxWorkers']} / num_batch_threads {tf['num_batch_threads']}, "
+            f"job_queue_size {k['torchserve']['job_queue_size']} / max_enqueued_batches {tf['max_enqueued_batches']}"
+            + (f" — DISAGREE: {'; '.join(k['disagreements'])}" if k["disagreements"] else "")
+            for m, k in sorted(batching["models"].items())
+        ]
+        rows.append(["batching knobs", "<br>".join(escape(a) for a in agree)])
+        rows.append(["batching differences", "<br>".join(escape(d) for d in batching["differences"])])
     configs = env.get("configs", {})
     if configs:
         rows.append(["configs", escape(", ".join(sorted(configs))) + " (full text in summary.json)"])

@@ -16,7 +16,7 @@ from grpc.experimental import gevent as grpc_gevent
 from locust import User, task
 
 from loadtest.drive import Outcome, Result
-from loadtest.targets import read_inference_key
+from loadtest.targets import grpc_key_rejected, read_inference_key
 from loadtest.users.base import Driver
 from loadtest.users.codecs import parse_server_timing
 from loadtest.users.coordination import coordinator
@@ -70,9 +70,8 @@ class GrpcUser(User):
             timings = parse_server_timing(trailer if isinstance(trailer, str) else None)
         except grpc.RpcError as error:
             exc = error
-            stale = error.code() == grpc.StatusCode.UNAUTHENTICATED or "InvalidKey" in str(error.details())
-            if stale and self.token:
-                self.token = read_inference_key(self.driver.cfg.key_file)  # TorchServe tokens expire
+            if self.token and grpc_key_rejected(error.code()):
+                self.token = read_inference_key(self.driver.cfg.key_file)  # keys are renewed; the next send uses it
         self.environment.events.request.fire(
             request_type="grpc",
             name=self.driver.cfg.target.id,

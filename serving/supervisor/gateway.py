@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
+import secrets
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -46,11 +49,45 @@ def write_sample(layout: Layout, model: str = SAMPLE_MODEL, rows: int = 1) -> Pa
     return path
 
 
+def keyed(layout: Layout) -> bool:
+    """Whether the gateway needs an API key: it listens beyond loopback (it refuses to start without one)."""
+    try:
+        return not ipaddress.ip_address(layout.host).is_loopback
+    except ValueError:
+        return layout.host != "localhost"
+
+
+def api_key_file(layout: Layout) -> Path:
+    """The gateway's generated ingress API key (one line, mode 0600), used when it listens beyond loopback."""
+    return layout.run_dir / NAME / "api_key"
+
+
+def ensure_api_key(layout: Layout) -> Path:
+    """Write a random API key into `api_key_file` unless one is there; private to this user either way."""
+    path = api_key_file(layout)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file() or not path.read_text().strip():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def auth_headers(layout: Layout) -> dict[str, str]:
+    """The Authorization header the gateway wants from the supervisor's own probes ({} on loopback)."""
+    if not keyed(layout) or not api_key_file(layout).is_file():
+        return {}
+    return {"Authorization": f"Bearer {api_key_file(layout).read_text().strip()}"}
+
+
 def environment(layout: Layout) -> dict[str, str]:
     """TWINSERVE_* settings pointing the gateway at this stack's ports and TorchServe's key file."""
     host = layout.client_host
     p = layout.ports
+    keys = {"TWINSERVE_LIMITS__API_KEY_FILE": str(api_key_file(layout))} if keyed(layout) else {}
     return {
+        **keys,
         "TWINSERVE_SERVER__HOST": layout.host,
         "TWINSERVE_SERVER__PORT": str(p.gateway_rest),
         "TWINSERVE_SERVER__GRPC_PORT": str(p.gateway_grpc),
@@ -71,6 +108,8 @@ def prepare(layout: Layout) -> Launch:
     if not (layout.repo_root / PACKAGE / "__main__.py").is_file():
         raise PreflightError(f"{LABEL}: {layout.repo_root / PACKAGE} is missing")
     write_sample(layout)
+    if keyed(layout):
+        ensure_api_key(layout)
     return Launch(argv=[layout.python, "-m", PACKAGE], cwd=layout.repo_root, env=environment(layout))
 
 
@@ -88,7 +127,7 @@ def readiness(layout: Layout) -> ProbeResult:
     for model in names:
         for stack in STACKS:  # the printed X-Backend examples must work, not only the routed default
             url = layout.url(layout.ports.gateway_rest, f"/v2/models/{model}/ready")
-            reply = http(url, headers={"X-Backend": stack}, timeout=2.0)
+            reply = http(url, headers={"X-Backend": stack, **auth_headers(layout)}, timeout=2.0)
             if reply.status != 200:
                 return ProbeResult(False, f"{model} on {stack}: /v2/models/{model}/ready answered {reply.status}")
     return ProbeResult(True, f"ready; {len(names)} model(s) ready on {' and '.join(STACKS)}: {', '.join(names)}")
@@ -97,13 +136,16 @@ def readiness(layout: Layout) -> ProbeResult:
 def usage(layout: Layout, show_path: Callable[[Path], str]) -> list[str]:
     """curl lines for the v2 API through the gateway, one pinned to each stack, and the tritonclient way."""
     infer = layout.url(layout.ports.gateway_rest, f"/v2/models/{SAMPLE_MODEL}/infer")
-    body = f"-H 'Content-Type: application/json' -d {shlex.quote('@' + show_path(sample_file(layout)))}"
+    auth = ""
+    if keyed(layout):  # the shell reads the key; it is never printed
+        auth = f'-H "Authorization: Bearer $(cat {shlex.quote(show_path(api_key_file(layout)))})" '
+    body = f"{auth}-H 'Content-Type: application/json' -d {shlex.quote('@' + show_path(sample_file(layout)))}"
     return [
         f"curl -s {layout.url(layout.ports.gateway_rest, '/v2/health/ready')} -o /dev/null -w '%{{http_code}}\\n'",
         f"curl -s {infer} {body}",
         f"curl -s {infer} {body} -H 'X-Backend: torchserve'",
         f"curl -s {infer} {body} -H 'X-Backend: tfserving'",
-        f"curl -s {layout.url(layout.ports.gateway_rest, '/metrics')} | grep '^twinserve_gateway_requests_total'",
+        f"curl -s {auth}{layout.url(layout.ports.gateway_rest, '/metrics')} | grep '^twinserve_gateway_requests_total'",
         f"# tritonclient: tritonclient.http.InferenceServerClient('{layout.client_host}:{layout.ports.gateway_rest}')"
         f" or tritonclient.grpc...('{layout.client_host}:{layout.ports.gateway_grpc}');"
         " pin a stack with headers={'X-Backend': 'tfserving'} (http) or {'backend': 'tfserving'} (grpc)",

@@ -7,6 +7,7 @@ recording how they were called; nothing is started.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from tests.deploy.conftest import REPO
 
 FAKE_DOCKER = """#!/bin/sh
 echo "docker $*" >> "$FAKE_LOG"
+[ -z "$TWINSERVE_LIMITS__API_KEYS" ] || echo "keys $TWINSERVE_LIMITS__API_KEYS" >> "$FAKE_LOG"
 case "$1" in
   info) exit "${FAKE_INFO_RC:-0}" ;;
   compose) [ "$2" = version ] && exit "${FAKE_COMPOSE_RC:-0}"; exit 0 ;;
@@ -45,6 +47,7 @@ def run(script: str, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedPr
         "PY": str(tmp_path / "python"),
         "DOCKER": str(tmp_path / "docker"),
         "ARTIFACTS": str(artifacts),
+        "RUN_DIR": str(tmp_path / "run"),
         **env,
     }
     done = subprocess.run(
@@ -93,6 +96,34 @@ def test_engine_answers_compose_up_waits(tmp_path: Path, gpu: str | None, files:
     assert not any(c.startswith("py ") for c in calls)
     assert "curl http://127.0.0.1:8000/v2/health/ready" in done.stdout
     assert "Authorization: Bearer $(" in done.stdout  # the token is read by the shell, never printed
+
+
+def test_loopback_bind_needs_no_gateway_key(tmp_path: Path) -> None:
+    done, calls = run("up.sh", tmp_path, TWINSERVE_BIND="127.0.0.1")
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "run" / "gateway" / "api_key").exists()
+    assert not any(c.startswith("keys ") for c in calls)
+    assert "curl http://127.0.0.1:8000/v2/models/digits" in done.stdout
+
+
+def test_wide_bind_generates_a_private_gateway_key_the_curl_lines_use(tmp_path: Path) -> None:
+    done, calls = run("up.sh", tmp_path, TWINSERVE_BIND="0.0.0.0")
+    assert done.returncode == 0, done.stderr
+    key_file = tmp_path / "run" / "gateway" / "api_key"
+    key = key_file.read_text().strip()
+    assert len(key) == 64 and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert f'keys ["{key}"]' in calls  # handed to compose, which passes it to the gateway container
+    gateway_lines = [line for line in done.stdout.splitlines() if ":8000/v2/models" in line]
+    assert gateway_lines and all(f"Authorization: Bearer $(cat {key_file})" in line for line in gateway_lines)
+    assert key not in done.stdout + done.stderr  # read by the shell, never printed
+    again, _ = run("up.sh", tmp_path, TWINSERVE_BIND="0.0.0.0")
+    assert again.returncode == 0 and key_file.read_text().strip() == key  # kept across restarts
+
+
+def test_native_start_binds_where_told(tmp_path: Path) -> None:
+    done, calls = run("up.sh", tmp_path, FAKE_INFO_RC="1", TWINSERVE_BIND="0.0.0.0")
+    assert done.returncode == 0, done.stderr
+    assert calls[-1] == NATIVE_UP.format(artifacts=tmp_path / "artifacts") + " --host 0.0.0.0"
 
 
 def test_bad_gpu_value_is_refused(tmp_path: Path) -> None:

@@ -9,15 +9,26 @@ import sys
 import time
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 DELAY_S, CALLS = 0.2, 10
 
 
-def _serve(port_q: mp.Queue, lifetime_s: float) -> None:
+def _serve(port_q: mp.Queue, lifetime_s: float, most: Any) -> None:
+    """The slow echo server; `most` (a shared int) ends up holding the most calls it had in flight at once."""
+    import threading
+
     import grpc
 
+    lock, active = threading.Lock(), [0]
+
     def echo(request: bytes, context: object) -> bytes:
+        with lock:
+            active[0] += 1
+            most.value = max(most.value, active[0])
         time.sleep(DELAY_S)
+        with lock:
+            active[0] -= 1
         return request
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=CALLS + 2))
@@ -32,7 +43,8 @@ def _serve(port_q: mp.Queue, lifetime_s: float) -> None:
 def test_concurrent_grpc_calls_overlap_under_gevent() -> None:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    server = ctx.Process(target=_serve, args=(q, 60.0), daemon=True)
+    most = ctx.Value("i", 0)
+    server = ctx.Process(target=_serve, args=(q, 60.0, most), daemon=True)
     server.start()
     try:
         port = q.get(timeout=30)
@@ -49,5 +61,6 @@ def test_concurrent_grpc_calls_overlap_under_gevent() -> None:
         server.terminate()
         server.join(timeout=5)
     assert result["answers"] == CALLS and result["echoed"]
-    # Sequential calls would take CALLS * DELAY_S = 2 s; overlapping ones about one DELAY_S.
-    assert result["wall_s"] < CALLS * DELAY_S / 2, result
+    # A property, not a wall-clock bound: calls from greenlets that blocked their thread would reach the server
+    # one at a time. Each call sleeps DELAY_S on the server, so overlapping sends meet there however slow the box.
+    assert most.value >= 2, (most.value, result)

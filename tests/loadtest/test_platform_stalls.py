@@ -67,7 +67,12 @@ def test_the_meter_records_a_real_stop_of_its_cpu(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "loadtest.hiccup", "--cpu", str(cpu), "--max-s", "20", "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=REPO)
     try:
-        time.sleep(1.0)  # started and pinned
+        # pinned means its loop is about to run: wait for that, not for a guess at a loaded machine's start-up time
+        deadline = time.monotonic() + 60
+        while os.sched_getaffinity(proc.pid) != {cpu}:
+            assert proc.poll() is None and time.monotonic() < deadline, "the meter never pinned itself"
+            time.sleep(0.05)
+        time.sleep(0.3)  # its first wake-ups; the stop below is what it must see
         t_stop = time.perf_counter()
         proc.send_signal(signal.SIGSTOP)
         time.sleep(0.2)

@@ -46,7 +46,9 @@ def test_rest_keys(keyed_gateway: Any, headers: dict[str, str], status: int) -> 
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("path", ["/v2", "/v2/models/digits", "/v2/models/digits/ready", "/v1/models/digits:predict"])
+@pytest.mark.parametrize(
+    "path", ["/v2", "/v2/models/digits", "/v2/models/digits/ready", "/v1/models/digits:predict", "/openapi.json"]
+)
 def test_every_api_path_needs_the_key(keyed_gateway: Any, path: str) -> None:
     method = "POST" if path.endswith(":predict") else "GET"
     assert requests.request(method, keyed_gateway.url + path, timeout=10).status_code == 401

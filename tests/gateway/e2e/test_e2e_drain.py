@@ -23,8 +23,9 @@ from serving.supervisor.ports import free_ports
 BODY = {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.5] * 64}]}
 
 
-DRAIN_DELAY_S = 1.5
-"""Readiness reports 503 this long after SIGTERM while requests are still served."""
+DRAIN_DELAY_S = 3.0
+"""Readiness reports 503 this long after SIGTERM while requests are still served: 30 balancer polls, a margin
+for a loaded 2-core machine to see the 503 and send one more request before the listener closes."""
 
 
 @dataclass
@@ -89,6 +90,8 @@ class Load:
     ok: int = 0
     ok_while_draining: int = 0
     lost: list[str] = field(default_factory=list)
+    stopped_by: str = ""
+    """What made the balancer stop sending: "503" (readiness said so) or the error of a closed listener."""
     sending: threading.Event = field(default_factory=threading.Event)
     draining: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -97,9 +100,12 @@ class Load:
         self.sending.set()
         while self.sending.is_set():
             try:
-                if requests.get(self.url + "/v2/health/ready", timeout=2).status_code != 200:
+                status = requests.get(self.url + "/v2/health/ready", timeout=2).status_code
+                if status != 200:
+                    self.stopped_by = str(status)
                     self.sending.clear()
-            except requests.ConnectionError:
+            except requests.ConnectionError as err:
+                self.stopped_by = type(err).__name__
                 self.sending.clear()
             time.sleep(0.1)
 
@@ -151,6 +157,7 @@ def test_sigterm_under_load_goes_unready_then_drains_losing_nothing(gateway_proc
     # the balancer sees not-ready before the drain delay ends and stops sending; the gateway still serves meanwhile
     assert wait_for(lambda: not load.sending.is_set(), timeout=DRAIN_DELAY_S)
     unready_after = time.monotonic() - t0
+    assert load.stopped_by == "503", load.stopped_by  # readiness turned it away, not a closed listener
     assert requests.post(url + "/v2/models/digits/infer", json=BODY, timeout=30).status_code == 200
     out = proc.communicate(timeout=40)[0].decode()
     for t in threads:

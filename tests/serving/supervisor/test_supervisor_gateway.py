@@ -4,6 +4,7 @@ a v2 sample body written at `up` time, readiness that needs every model, and cur
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -85,3 +86,38 @@ def test_usage_has_the_v2_curl_one_per_stack_and_tritonclient(layout: Layout) ->
     assert any("X-Backend: torchserve" in line for line in infer)
     assert any("X-Backend: tfserving" in line for line in infer)
     assert any("tritonclient" in line and str(layout.ports.gateway_grpc) in line for line in lines)
+
+
+def test_wide_host_gets_a_private_api_key_the_gateway_accepts(layout: Layout, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond loopback the gateway refuses to start without keys: `up --host 0.0.0.0` makes one (0600) and uses it."""
+    import dataclasses
+    import stat
+
+    from gateway.exposure import refusal
+    from gateway.settings import Settings
+
+    wide = dataclasses.replace(layout, host="0.0.0.0")
+    env = gateway.prepare(wide).env
+    key_file = layout.run_dir / "gateway" / "api_key"
+    key = key_file.read_text().strip()
+    assert len(key) == 64 and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    for name in [k for k in os.environ if k.startswith("TWINSERVE_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.server.host == "0.0.0.0" and settings.api_keys() == [key] and refusal(settings) is None
+    assert gateway.auth_headers(wide) == {"Authorization": f"Bearer {key}"}
+    gateway.prepare(wide)
+    assert key_file.read_text().strip() == key  # a restart keeps the key clients already have
+    lines = gateway.usage(wide, lambda path: str(path))
+    keyed = [line for line in lines if "/v2/models/digits/infer" in line or "/metrics" in line]
+    assert len(keyed) == 4 and all(f"Authorization: Bearer $(cat {key_file})" in line for line in keyed)
+    assert not any(key in line for line in lines)
+
+
+def test_loopback_host_needs_no_key(layout: Layout) -> None:
+    env = gateway.prepare(layout).env
+    assert "TWINSERVE_LIMITS__API_KEY_FILE" not in env
+    assert not (layout.run_dir / "gateway" / "api_key").exists()
+    assert not any("Authorization" in line for line in gateway.usage(layout, str))

@@ -71,7 +71,8 @@ def test_sigterm_ignored_means_sigkill_after_the_bounded_wait(sleeper_stack: Cal
     pid = stack.up(["sleeper"], timeout=30).services["sleeper"].process.pid
     began = time.monotonic()
     assert stack.down(timeout=1.0) == {"sleeper": "killed"}
-    assert time.monotonic() - began < 8
+    # bounded: waiting for the TERM-ignoring sleeper would never end; 30 s is any loaded machine's margin over 1 s
+    assert time.monotonic() - began < 30
     assert _gone(pid)
 
 
@@ -129,7 +130,8 @@ def test_not_ready_in_time_is_stopped_and_reported(sleeper_stack: Callable[..., 
     began = time.monotonic()
     with pytest.raises(ReadinessError) as err:
         stack.up(["sleeper"], timeout=2)
-    assert time.monotonic() - began < 15
+    # it gave up (the sleeper never gets ready); 60 s is a loaded machine's margin over the 2 s readiness timeout
+    assert time.monotonic() - began < 60
     message = str(err.value)
     assert "Sleeper not ready after 2 s" in message and "GET / answered 503" in message
     assert "sleeper: serving on" in message

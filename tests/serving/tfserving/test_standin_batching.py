@@ -83,7 +83,7 @@ def test_a_full_batch_runs_without_waiting_for_the_timeout() -> None:
         return time.monotonic() - started
 
     elapsed = with_batcher(model, test, batch_timeout_micros=30_000_000)
-    assert elapsed < 5.0
+    assert elapsed < 15.0  # anything under the 30 s timeout proves it did not wait; the rest is a loaded box's margin
     assert model.observed == [(8, 8)]
 
 

@@ -66,8 +66,8 @@ def test_a_request_above_max_batch_size_is_refused(batching_standin: StandIn) ->
 def test_sigterm_lets_in_flight_requests_finish_then_exits_cleanly(batching_standin: StandIn) -> None:
     x = digits_batch(1, seed=99)
     with ThreadPoolExecutor(1) as pool:
-        in_flight = pool.submit(predict_rows, batching_standin, x)  # waits up to 300 ms for company
-        time.sleep(0.1)
+        in_flight = pool.submit(predict_rows, batching_standin, x)  # waits up to 2 s for company
+        time.sleep(1.0)  # it has arrived (a loaded box's margin) and still waits in its batch when SIGTERM comes
         batching_standin.process.send_signal(signal.SIGTERM)
         np.testing.assert_allclose(in_flight.result(timeout=30), expected_logits(2, x), rtol=1e-4, atol=1e-4)
     assert batching_standin.process.wait(timeout=60) == 0

@@ -34,9 +34,9 @@ def test_repo_batching_parameters_are_valid_and_sized_for_two_cores() -> None:
     opts = load_batching_options(TFSERVING / "batching_parameters.txt")
     assert opts.max_batch_size == 32
     assert opts.batch_timeout_micros == 2000
-    assert opts.num_batch_threads == 2
-    assert opts.allowed_batch_sizes[-1] == opts.max_batch_size
-    assert opts.max_enqueued_batches >= 1
+    assert opts.num_batch_threads == 1  # as TorchServe's one worker per model (loadtest/knobs.py)
+    assert opts.allowed_batch_sizes == ()  # TorchServe never pads, so TF Serving does not either
+    assert opts.max_enqueued_batches == 4
 
 
 def test_repo_monitoring_config_enables_prometheus_at_the_contract_path() -> None:
