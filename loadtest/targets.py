@@ -129,3 +129,15 @@ def grpc_key_rejected(code: Any) -> bool:
 def read_inference_key(key_file: Path = KEY_FILE) -> str:
     """TorchServe's current inference token (re-read after a 401, or a 400 InvalidKeyException: keys expire)."""
     return str(json.loads(key_file.read_text(encoding="utf-8"))["inference"]["key"])
+
+
+def bearer_for(t: Target, key_file: Path) -> str:
+    """The token a request to `t` carries, '' for none: TorchServe's inference key for its direct targets; for
+    gateway targets the gateway's API key, which `make up` writes beside TorchServe's (`<run>/gateway/api_key`)
+    when the gateway is reachable beyond loopback and so requires one."""
+    if (t.framework, t.path) == ("torchserve", "direct"):
+        return read_inference_key(key_file)
+    gateway_key = key_file.parent.parent / "gateway" / "api_key"
+    if t.path == "gateway" and gateway_key.is_file():
+        return gateway_key.read_text(encoding="utf-8").strip()
+    return ""

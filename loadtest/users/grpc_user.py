@@ -16,7 +16,7 @@ from grpc.experimental import gevent as grpc_gevent
 from locust import User, task
 
 from loadtest.drive import Outcome, Result
-from loadtest.targets import grpc_key_rejected, read_inference_key
+from loadtest.targets import bearer_for, grpc_key_rejected
 from loadtest.users.base import Driver
 from loadtest.users.codecs import parse_server_timing
 from loadtest.users.coordination import coordinator
@@ -36,9 +36,7 @@ class GrpcUser(User):
         t = self.driver.cfg.target
         self.channel = grpc.insecure_channel(t.address, options=CHANNEL_OPTIONS)
         self.methods: dict[str, Any] = {}
-        self.token = (
-            read_inference_key(self.driver.cfg.key_file) if (t.framework, t.path) == ("torchserve", "direct") else ""
-        )
+        self.token = bearer_for(t, self.driver.cfg.key_file)
 
     def _method(self, path: str) -> Any:
         if path not in self.methods:
@@ -71,7 +69,7 @@ class GrpcUser(User):
         except grpc.RpcError as error:
             exc = error
             if self.token and grpc_key_rejected(error.code()):
-                self.token = read_inference_key(self.driver.cfg.key_file)  # keys are renewed; the next send uses it
+                self.token = bearer_for(self.driver.cfg.target, self.driver.cfg.key_file)  # renewed; next send uses it
         self.environment.events.request.fire(
             request_type="grpc",
             name=self.driver.cfg.target.id,

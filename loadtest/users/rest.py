@@ -9,7 +9,7 @@ from locust import task
 from locust.contrib.fasthttp import FastHttpUser
 
 from loadtest.drive import Outcome, Result
-from loadtest.targets import read_inference_key
+from loadtest.targets import bearer_for
 from loadtest.users.base import Driver
 from loadtest.users.codecs import parse_server_timing
 from loadtest.users.coordination import coordinator
@@ -33,8 +33,7 @@ class RestUser(FastHttpUser):
         self.token = self._token()
 
     def _token(self) -> str:
-        t = self.driver.cfg.target
-        return read_inference_key(self.driver.cfg.key_file) if (t.framework, t.path) == ("torchserve", "direct") else ""
+        return bearer_for(self.driver.cfg.target, self.driver.cfg.key_file)
 
     def send(self) -> Outcome:
         """One request; the outcome classifies it for the recorder and Locust's own statistics, with the

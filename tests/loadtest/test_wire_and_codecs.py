@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -140,3 +141,19 @@ def test_targets_parse_and_expand() -> None:
     assert parse_target("tfserving-grpc-direct:digits").port == 8500
     with pytest.raises(ValueError):
         parse_target("tfserving-http-direct:digits")
+
+
+def test_each_target_carries_its_own_credential(tmp_path: Path) -> None:
+    from loadtest.targets import Target, bearer_for
+
+    key_file = tmp_path / "torchserve" / "key_file.json"
+    key_file.parent.mkdir()
+    key_file.write_text('{"inference": {"key": "ts-key"}, "management": {"key": "m"}}', encoding="utf-8")
+    direct = Target("torchserve", "grpc", "direct", "digits")
+    via_gateway = Target("torchserve", "rest", "gateway", "digits")
+    assert bearer_for(direct, key_file) == "ts-key"
+    assert bearer_for(via_gateway, key_file) == ""  # a loopback gateway asks for no key
+    (tmp_path / "gateway").mkdir()
+    (tmp_path / "gateway" / "api_key").write_text("gw-key\n", encoding="utf-8")  # make up beyond loopback
+    assert bearer_for(via_gateway, key_file) == "gw-key"
+    assert bearer_for(Target("tfserving", "rest", "direct", "digits"), key_file) == ""
