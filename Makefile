@@ -12,10 +12,14 @@ PYTEST_ARGS ?=
 QUICK ?=
 BENCH_ARGS ?=
 _QUICK := $(if $(filter 1 yes true,$(QUICK)),--quick)
+# `make engine` remembers the podman engine it started here; every later make command talks to it.
+-include .engine/engine.mk
+STACK ?=
+TF_SIDE ?=
 # TensorFlow's C++ INFO and WARNING lines drown the progress users want to see; errors still print.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup java export parity up down status test lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust chaos soak
+.PHONY: help setup java export parity engine images up down status test lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust chaos soak
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,8 +47,14 @@ $(MANIFEST): $(STAMP) $(MODEL_SOURCES)
 parity: $(MANIFEST) ## load both exported artifacts from disk and prove they agree (writes artifacts/parity.json)
 	$(PY) -m models.parity --artifacts $(ARTIFACTS)
 
-up: setup $(MANIFEST) ## start both stacks: docker compose if a Docker engine answers (GPU=0: CPU only), else natively
-	@PY=$(PY) ARTIFACTS=$(ARTIFACTS) GPU=$(GPU) bash scripts/up.sh
+engine: ## a container engine: nothing with Docker; else install and start podman (Docker API socket), remembered
+	@bash scripts/engine.sh
+
+images: $(STAMP) compose-bin ## build the container images (a local Debian base and wheelhouse where no registry answers)
+	@PY=$(PY) GPU=$(GPU) TF_SIDE=$(TF_SIDE) bash -c 'bash scripts/images.sh all $$(bash scripts/compose.sh files)'
+
+up: setup $(MANIFEST) ## start both stacks: compose if an engine answers (STACK=compose|native forces; GPU=0: CPU only; TF_SIDE=standin)
+	@PY=$(PY) ARTIFACTS=$(ARTIFACTS) GPU=$(GPU) STACK=$(STACK) TF_SIDE=$(TF_SIDE) bash scripts/up.sh
 
 down: ## stop what `make up` started (containers and native services)
 	@PY=$(PY) bash scripts/down.sh
@@ -53,7 +63,7 @@ gpu-check: $(MANIFEST) ## on a CUDA machine: handler path and raw forward p50 at
 	$(PY) scripts/gpu_check.py --artifacts $(ARTIFACTS) --out docs/gpu.md
 
 bench: setup $(MANIFEST) ## load-test every path of the running stack (make up first) -> results/<run>/report.html; QUICK=1: < 3 min
-	$(PY) -m loadtest.run $(_QUICK) $(BENCH_ARGS)
+	$(PY) -m loadtest.run $(_QUICK) $(if $(STACK),--stack $(STACK)) $(BENCH_ARGS)
 
 bench-batching: setup $(MANIFEST) ## batching/worker configs, each on a restarted server -> Pareto front (QUICK=1: 4 configs)
 	$(PY) -m loadtest.batching $(_QUICK) $(BENCH_ARGS)
@@ -73,7 +83,8 @@ protos: $(STAMP) ## regenerate gateway/_generated from gateway/protos (committed
 bench-gateway: $(STAMP) ## gateway overhead and upstream-client benchmark on the native stack (`make up` first)
 	$(PY) scripts/bench_gateway.py --run-dir run --out results/gateway-bench $(BENCH_ARGS)
 
-status: ## what runs, on which ports, and whether it is healthy
+status: ## what runs, on which ports, and whether it is healthy (container services too)
+	@bash scripts/compose.sh status
 	$(PY) -m serving.supervisor status
 
 compose-bin: $(STAMP) ## fetch the pinned docker compose v2 binary (static checks need no engine)
@@ -86,7 +97,8 @@ lint: $(STAMP) ## ruff (lint + format check), mypy, hadolint on every Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy models serving gateway loadtest reliability
-	$(VENV)/bin/hadolint serving/torchserve/Dockerfile serving/tfserving/Dockerfile gateway/Dockerfile loadtest/Dockerfile
+	$(VENV)/bin/hadolint serving/torchserve/Dockerfile serving/tfserving/Dockerfile serving/tfserving/standin/Dockerfile \
+	  gateway/Dockerfile loadtest/Dockerfile deploy/base/Dockerfile
 	PY=$(PY) bash scripts/check-compose.sh
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes

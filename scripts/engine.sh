@@ -97,6 +97,11 @@ remember() {
   } >"$DIR/env"
   # The same, as make syntax (the Makefile includes it).
   sed -n 's/^export \([A-Z_]*\)=\(.*\)$/export \1 := \2/p' "$DIR/env" >"$DIR/engine.mk"
+  if ! command -v nvidia-ctk >/dev/null 2>&1 && ! command -v nvidia-container-runtime-hook >/dev/null 2>&1; then
+    # podman reaches GPUs through the NVIDIA Container Toolkit's CDI specs; without it, CPU images by default.
+    echo "GPU ?= 0" >>"$DIR/engine.mk"
+    say "no NVIDIA Container Toolkit: make commands default to GPU=0 (CPU images; GPU=1 on the command line overrides)"
+  fi
 }
 
 stop() {
