@@ -19,10 +19,10 @@ TF_SIDE ?=
 # TensorFlow's C++ INFO and WARNING lines drown the progress users want to see; errors still print.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup java export parity engine images up down status test lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust chaos soak
+.PHONY: help setup java export parity engine images up down status test test-containers lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust chaos soak
 
 help: ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: $(STAMP) java ## create .venv with the pinned dependencies and make sure a JDK is present
 
@@ -100,6 +100,9 @@ lint: $(STAMP) ## ruff (lint + format check), mypy, hadolint on every Dockerfile
 	$(VENV)/bin/hadolint serving/torchserve/Dockerfile serving/tfserving/Dockerfile serving/tfserving/standin/Dockerfile \
 	  gateway/Dockerfile loadtest/Dockerfile deploy/base/Dockerfile
 	PY=$(PY) bash scripts/check-compose.sh
+
+test-containers: setup $(MANIFEST) compose-bin ## the container path from nothing: engine, compose up, container tests, quick bench, down
+	@PY=$(PY) GPU=$(GPU) TF_SIDE=$(TF_SIDE) bash scripts/test-containers.sh
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .

@@ -11,6 +11,11 @@
 #      TWINSERVE_GATEWAY_URL and TWINSERVE_READY_TIMEOUT (seconds) for the gateway's readiness check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The engine `make engine` remembered, also when this script runs outside make.
+if [ -z "${DOCKER_HOST:-}" ] && [ -f "${TWINSERVE_ENGINE_DIR:-.engine}/env" ]; then
+  # shellcheck disable=SC1091
+  . "${TWINSERVE_ENGINE_DIR:-.engine}/env"
+fi
 DOCKER=${DOCKER:-docker}
 PY=${PY:-.venv/bin/python}
 ARTIFACTS=${ARTIFACTS:-artifacts}

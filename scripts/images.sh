@@ -89,11 +89,37 @@ export_args() {
   fi
 }
 
+# A digest of everything the builds read: the compose files and Dockerfiles, every file .dockerignore lets into
+# the context, the build arguments and the base images' ids.
+inputs_digest() {
+  local paths=(docker-compose*.yml $(find . -name Dockerfile -not -path './.venv/*' -not -path './build/*'))
+  paths+=($(sed -n 's/^!//p' .dockerignore))
+  {
+    printf '%s\n' "$@"
+    env | grep -E '^(PYTHON_BASE|TORCH_VARIANT|TORCHSERVE_WHEELS|TFSERVING_WHEELS)=' | sort
+    for image in "${PYTHON_BASE:-}" "${TORCHSERVE_WHEELS:-}" "${TFSERVING_WHEELS:-}"; do
+      [ -n "$image" ] && "$DOCKER" image inspect --format '{{.Id}}' "$image" 2>/dev/null
+    done
+    find "${paths[@]}" -type f -not -name '*.pyc' -not -path '*/__pycache__/*' -print0 2>/dev/null | sort -z \
+      | xargs -0 sha256sum
+  } | sha256sum | cut -d' ' -f1
+}
+
 compose_build() {
   export_args
-  local t0
+  local t0 digest stamp image missing=0
   t0=$(date +%s)
+  digest=$(inputs_digest "$@")
+  stamp=$(dirname "$TIMES")/images-$(printf '%s' "$*" | sha256sum | cut -c1-12).digest
+  for image in $("$DOCKER" compose "$@" config --images); do exists "$image" || missing=1; done
+  # The engine's layer cache still re-copies big stages here (podman's classic builder), so skip what is current.
+  if [ "$missing" = 0 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
+    say "every image is current (build inputs unchanged since the last build): reused"
+    return 0
+  fi
   "$DOCKER" compose "$@" build
+  mkdir -p "$(dirname "$stamp")"
+  echo "$digest" >"$stamp"
   took "compose-build" "$t0"
 }
 

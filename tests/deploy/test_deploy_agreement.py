@@ -237,6 +237,12 @@ def test_healthcheck_scripts_are_in_the_images(default_cfg: Any, dockerfiles: di
     )
     gateway_hc = " ".join(default_cfg["services"]["gateway"]["healthcheck"]["test"])
     assert "127.0.0.1:8000/v2/health/ready" in gateway_hc
+    probe = {n: copied_to(dockerfiles[n], "deploy/probe/probe.py") for n in ("gateway", "loadtest")}
+    for service, image in (("gateway", "gateway"), ("locust-master", "loadtest"), ("locust-worker", "loadtest")):
+        test = default_cfg["services"][service]["healthcheck"]["test"]
+        assert probe[image] in test, service
+        # podman splits health check arguments on spaces: none may contain one
+        assert not any(" " in arg for arg in test), (service, test)
 
 
 # ---------------------------------------------------------------- Prometheus and Grafana

@@ -70,6 +70,7 @@ def run(script: str, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedPr
         "ARTIFACTS": str(artifacts),
         # Nothing of a test run lands in the repository; no gateway answers, so readiness is not waited for long.
         "TWINSERVE_COMPOSE_STATE_DIR": str(tmp_path / "run-compose"),
+        "TWINSERVE_ENGINE_DIR": str(tmp_path / "engine"),
         "TWINSERVE_IMAGE_TIMES": str(tmp_path / "image-times.txt"),
         "TWINSERVE_GATEWAY_URL": "http://127.0.0.1:9",
         "TWINSERVE_READY_TIMEOUT": "0",
