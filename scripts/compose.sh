@@ -171,7 +171,8 @@ twinserve is up in containers (TF side: $TF_SIDE). Try:
   curl http://$HOST:8000/v2/health/ready
   curl http://$HOST:8000/v2/models/digits
   curl -d @$ARTIFACTS/samples/digits.json http://$HOST:8501/v1/models/digits:predict
-  curl -H "Authorization: Bearer \$(python3 -c 'import json;print(json.load(open(\"$STATE_DIR/torchserve/key_file.json\"))[\"inference\"][\"key\"])')" http://$HOST:8080/ping
+  TOKEN=\$(python3 -c "import json;print(json.load(open('$STATE_DIR/torchserve/key_file.json'))['inference']['key'])")
+  curl -H "Authorization: Bearer \$TOKEN" http://$HOST:8080/ping
   curl http://$HOST:8082/metrics
   make bench STACK=compose QUICK=1
 Stop with: make down

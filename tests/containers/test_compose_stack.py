@@ -4,6 +4,7 @@ started again under the gateway."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import grpc
@@ -78,8 +79,9 @@ def test_bad_input_is_a_clear_client_error(compose_stack: ComposeStack, digits: 
     with pytest.raises(InferenceServerException) as err:
         grpc_client(compose_stack).infer("digits", [ginp])
     assert err.value.status() == str(grpc.StatusCode.INVALID_ARGUMENT) and "input" in err.value.message()
-    r = requests.post(compose_stack.url(8000, "/v2/models/nosuch/infer"), json={"inputs": []}, timeout=30)
-    assert r.status_code == 404, r.text
+    good = {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.0] * 64}]}
+    r = requests.post(compose_stack.url(8000, "/v2/models/nosuch/infer"), json=good, timeout=30)
+    assert r.status_code == 404 and "nosuch" in r.json()["error"], r.text
 
 
 def test_the_tf_side_says_what_it_is(compose_stack: ComposeStack) -> None:
@@ -129,5 +131,14 @@ def test_a_stopped_server_container_is_a_clear_503_and_recovers(
     finally:
         done = compose_stack.compose("start", stopped)
         assert done.returncode == 0, done.stderr
+    # Recovered: the gateway serves the restarted server's answers again (it loads its models first).
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            got = infer_http(compose_stack, x, stopped)
+            break
+        except InferenceServerException:
+            assert time.monotonic() < deadline, f"{stopped} did not come back within 300 s"
+            time.sleep(3)
+    np.testing.assert_allclose(got, want, atol=ATOL)
     compose_stack.wait_ready(stopped)
-    np.testing.assert_allclose(infer_http(compose_stack, x, stopped), want, atol=ATOL)
