@@ -98,7 +98,7 @@ lint: $(STAMP) ## ruff (lint + format check), mypy, hadolint on every Dockerfile
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy models serving gateway loadtest reliability
 	$(VENV)/bin/hadolint serving/torchserve/Dockerfile serving/tfserving/Dockerfile serving/tfserving/standin/Dockerfile \
-	  gateway/Dockerfile loadtest/Dockerfile deploy/base/Dockerfile
+	  gateway/Dockerfile loadtest/Dockerfile deploy/base/Dockerfile deploy/prometheus/Dockerfile
 	PY=$(PY) bash scripts/check-compose.sh
 
 test-containers: setup $(MANIFEST) compose-bin ## the container path from nothing: engine, compose up, container tests, quick bench, down

@@ -84,7 +84,7 @@ build_wheels() {
 # Build arguments for compose: only set where our local images stand in; otherwise the Dockerfiles' defaults.
 export_args() {
   if [ "${TWINSERVE_OFFLINE_IMAGES:-0}" = 1 ]; then
-    export PYTHON_BASE=$BASE TORCH_VARIANT=cpu
+    export PYTHON_BASE=$BASE TORCH_VARIANT=cpu DEBIAN_BASE=$ROOT_IMAGE
     export TORCHSERVE_WHEELS=localhost/twinserve/wheels:torchserve TFSERVING_WHEELS=localhost/twinserve/wheels:tfserving
   fi
 }
@@ -135,6 +135,6 @@ case $what in
     if [ "${TWINSERVE_OFFLINE_IMAGES:-0}" = 1 ]; then build_base; build_wheels; fi
     compose_build "${files[@]}"
     ;;
-  args) export_args; env | grep -E '^(PYTHON_BASE|TORCH_VARIANT|TORCHSERVE_WHEELS|TFSERVING_WHEELS)=' || true ;;
+  args) export_args; env | grep -E '^(PYTHON_BASE|DEBIAN_BASE|TORCH_VARIANT|TORCHSERVE_WHEELS|TFSERVING_WHEELS)=' || true ;;
   *) echo "usage: $0 [base|wheels|build|all|args] [compose -f files...]" >&2; exit 2 ;;
 esac

@@ -20,6 +20,15 @@ teardown() {
 trap teardown EXIT
 
 STACK=compose bash scripts/up.sh
+# The observe profile's Prometheus (from Debian's package where prom/prometheus cannot be pulled).
+observe=($(bash scripts/compose.sh files) --profile observe)
+[ "${TWINSERVE_OFFLINE_IMAGES:-0}" = 1 ] && observe=(${observe[@]/--profile/-f docker-compose.observe-local.yml --profile})
+# shellcheck disable=SC1090
+. <(bash scripts/images.sh args | sed 's/^/export /')
+t0=$(date +%s)
+docker compose "${observe[@]}" build prometheus
+docker compose "${observe[@]}" up -d --no-build --no-deps --wait prometheus
+echo "prometheus $(($(date +%s) - t0)) s" >>"${TWINSERVE_IMAGE_TIMES:-build/image-times.txt}"
 TWINSERVE_CONTAINER_TESTS=1 "$PY" -m pytest tests/containers -q -p no:cacheprovider
 out=results/compose-quick-$(date -u +%Y%m%d-%H%M%S)
 "$PY" -m loadtest.run --quick --stack compose --out "$out"
