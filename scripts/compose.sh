@@ -190,12 +190,14 @@ down() {
 
 status() {
   engine_answers || { echo "containers: no container engine answers"; return 0; }
-  local rows
-  rows=$("$DOCKER" ps -a --filter "label=com.docker.compose.project=$PROJECT" \
-    --format '{{.Names}}\t{{.Image}}\t{{.Status}}\t{{.Ports}}' 2>/dev/null || true)
-  if [ -z "$rows" ]; then echo "containers: none of the $PROJECT project"; return 0; fi
-  echo "containers ($PROJECT project):"
-  printf '  %s\n' "$rows"
+  local names name health
+  names=$("$DOCKER" ps -a --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Names}}' 2>/dev/null || true)
+  if [ -z "$names" ]; then echo "containers: none of the $PROJECT project"; return 0; fi
+  echo "containers ($PROJECT project; TF side: $(sed -n 's/.*"tf_side": "\(.*\)".*/\1/p' "$STATE_DIR/state.json" 2>/dev/null || echo unknown)):"
+  for name in $names; do
+    health=$("$DOCKER" inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}no check{{end}}' "$name" 2>/dev/null)
+    "$DOCKER" ps -a --filter "name=^$name\$" --format "{{.Names}}\t{{.Image}}\t{{.Status}}, $health\t{{.Ports}}" | sed "s/^/  /"
+  done
 }
 
 case ${1:-} in
