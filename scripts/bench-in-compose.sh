@@ -1,28 +1,26 @@
 #!/usr/bin/env bash
-# Issue 10, item 7 (partial): `make bench` run inside the compose network, from the loadtest image, with Locust
-# as a master and N worker processes (`--processes N`), writing the same validated summary.json and report as
-# the native bench into results/in-compose/<run>. The stack must be up (make up STACK=compose). The floor is not
-# measured in the image (no torch, no TensorFlow there): pass the host's floor.json with FLOOR=path.
-# Usage: scripts/bench-in-compose.sh [loadtest.run args...]   Env: PROCESSES (2), FLOOR, GPU, TF_SIDE.
-# Not yet: the master and workers as separate containers (the compose locust-worker service).
+# Issue 10, item 7 (partial): `make bench` inside the compose network, from the loadtest image (the compose
+# service `bench`, profile bench), with Locust as a master and N worker processes (`--processes N`). It writes
+# the same validated summary.json and report as the native bench, into results/in-compose/<run>. The stack must
+# be up (make up STACK=compose). The image has no torch or TensorFlow, so the floor is not measured there:
+# pass the host's floor.json with FLOOR=path.
+# Usage: scripts/bench-in-compose.sh [loadtest.run args; default --quick]   Env: PROCESSES (1), FLOOR, GPU, TF_SIDE.
+# Not yet: the master and the workers as separate containers (the compose locust-worker service).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${DOCKER_HOST:-}" ] && [ -f .engine/env ]; then
   # shellcheck disable=SC1091
   . .engine/env
 fi
-# shellcheck disable=SC1090
-. <(bash scripts/images.sh args | sed 's/^/export /')
 out=results/in-compose/$(date -u +%Y%m%d-%H%M%S)
-mkdir -p "$out" && chmod 0777 "$(dirname "$out")" "$out"  # written by the image's uid 10001
-mounts=(-v "$PWD/artifacts/samples:/app/artifacts/samples:ro" -v twinserve_torchserve-keys:/app/run/torchserve:ro
-  -v "$PWD/results/in-compose:/app/results/in-compose")
+mkdir -p "$out" && chmod 0777 results/in-compose "$out"  # written by the image's uid 10001
 floor=(--no-floor)
 if [ -n "${FLOOR:-}" ]; then
-  mounts+=(-v "$(realpath "$FLOOR"):/app/floor.json:ro")
-  floor=(--floor /app/floor.json)
+  cp "$FLOOR" "$out/floor.json"
+  floor=(--floor "/app/$out/floor.json")
 fi
+[ $# -eq 0 ] && set -- --quick
 # shellcheck disable=SC2046
-docker compose $(bash scripts/compose.sh files) run --rm --no-deps "${mounts[@]}" --entrypoint python locust-master \
-  -m loadtest.run --stack compose --processes "${PROCESSES:-2}" "${floor[@]}" --out "$out" "$@"
+docker compose $(bash scripts/compose.sh files) --profile bench run --rm --no-deps bench \
+  --processes "${PROCESSES:-1}" "${floor[@]}" --out "$out" "$@"
 echo "bench-in-compose: $out"

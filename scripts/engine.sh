@@ -72,6 +72,8 @@ start_service() {
 link_compose() {
   local bin=$REPO/.venv/bin/docker-compose-v$COMPOSE_VERSION
   mkdir -p "$DIR/docker/cli-plugins"
+  # podman's own CLI reads DOCKER_CONFIG too, and refuses to run without the file (no registry logins here).
+  [ -f "$DIR/docker/config.json" ] || echo '{}' >"$DIR/docker/config.json"
   if [ ! -x "$bin" ] && [ -x "$REPO/.venv/bin/python" ]; then
     PY=$REPO/.venv/bin/python bash scripts/check-compose.sh --fetch-only
   fi
