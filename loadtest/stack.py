@@ -1,4 +1,5 @@
-"""Which stack is up and where: `run/state.json` (native, `make up`) or docker compose's service names.
+"""Which stack is up and where: `run/state.json` (native, `make up`), docker compose's service names (inside the
+compose network) or `run/compose/state.json` (compose seen from the host: `make up STACK=compose` writes it).
 
 The load generator never imports the supervisor (its container image has neither torch nor TensorFlow);
 it reads the supervisor's state file as plain JSON, as documented in docs/contracts.md.
@@ -7,7 +8,10 @@ it reads the supervisor's state file as plain JSON, as documented in docs/contra
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import subprocess
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +43,7 @@ class StackInfo:
     """Where each service of a running stack answers, and what the TF side really is."""
 
     source: str
-    """'native' (run/state.json) or 'compose' (service hostnames on the compose network)."""
+    """'native' (run/state.json) or 'compose' (containers: service hostnames, or published ports on the host)."""
     hosts: dict[str, str]
     """Service name -> host the load generator connects to."""
     ports: dict[str, int]
@@ -146,23 +150,98 @@ def _resolves(host: str) -> bool:
     return True
 
 
+STANDIN_MARKER = "twinserve_tfserving_standin"
+"""A metric only the TF Serving stand-in exports (serving/tfserving/standin/metrics.py)."""
+COMPOSE_STATE = Path("run/compose/state.json")
+
+
+def probe_tf_side(metrics_url: str, timeout: float = 5.0) -> str | None:
+    """'standin' when the TF side's metrics carry the stand-in's marker, 'real' when they answer without it,
+    None when they do not answer: the TF side says what it is, whatever a state file claims."""
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=timeout) as reply:
+            text = reply.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    return "standin" if STANDIN_MARKER in text else "real"
+
+
 def from_compose(run_dir: Path = Path("run")) -> StackInfo:
-    """docker compose: service hostnames and contract ports; the TF side is the real server there."""
+    """docker compose, inside its network: service hostnames and contract ports; the TF side as it says."""
     services = frozenset(s for s, host in COMPOSE_HOSTS.items() if _resolves(host))
     if not services:
         raise RuntimeError("no compose service name resolves: run inside the compose network")
+    tf_side = probe_tf_side(
+        f"http://{COMPOSE_HOSTS['tfserving']}:{CONTRACT_PORTS['tf_rest']}/monitoring/prometheus/metrics"
+    )
     return StackInfo(
         source="compose",
         hosts=dict(COMPOSE_HOSTS),
         ports=dict(CONTRACT_PORTS),
         services=services,
-        tf_side="real",
+        tf_side=tf_side or "real",
         run_dir=run_dir,
     )
 
 
-def discover(kind: str, state_file: Path) -> StackInfo:
-    """`kind` 'native' reads `state_file`; 'compose' uses service names; 'auto' tries the state file first."""
-    if kind == "compose" or (kind == "auto" and not state_file.is_file() and _resolves("torchserve")):
+def refresh_compose_key(run_dir: Path, project: str = "twinserve") -> bool:
+    """Copy TorchServe's current key file out of its container to `<run_dir>/torchserve/key_file.json` (the keys
+    rotate in the container; direct TorchServe targets read this copy). False when no engine answers."""
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    done = subprocess.run(
+        [docker, "compose", "-p", project, "exec", "-T", "torchserve", "cat", "key_file.json"],
+        check=False,
+        capture_output=True,
+        timeout=60,
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        return False
+    key = run_dir / "torchserve" / "key_file.json"
+    key.parent.mkdir(parents=True, exist_ok=True)
+    partial = key.with_suffix(".partial")
+    partial.write_bytes(done.stdout)
+    partial.chmod(0o600)
+    partial.replace(key)
+    return True
+
+
+def from_compose_state(state_file: Path = COMPOSE_STATE) -> StackInfo:
+    """docker compose seen from the host (`make up STACK=compose`): published contract ports on the bind address;
+    the TF side as its metrics say (the state file's claim is checked, never trusted alone)."""
+    if not state_file.is_file():
+        raise FileNotFoundError(f"{state_file} does not exist: start the containers with `make up STACK=compose`")
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    host = _client_host(str(state.get("host", "127.0.0.1")))
+    run_dir = Path(state.get("run_dir", state_file.parent))
+    said = probe_tf_side(f"http://{host}:{CONTRACT_PORTS['tf_rest']}/monitoring/prometheus/metrics")
+    claimed = state.get("tf_side", "real")
+    notes = []
+    if said is not None and said != claimed:
+        notes.append(f"{state_file} says the TF side is {claimed!r}, its metrics say {said!r}: using {said!r}")
+    refreshed = refresh_compose_key(run_dir, str(state.get("project", "twinserve")))
+    if not refreshed:
+        notes.append("TorchServe's key could not be copied from its container: using the copy made by make up")
+    return StackInfo(
+        source="compose",
+        hosts=dict.fromkeys(("torchserve", "tfserving", "gateway"), host),
+        ports=dict(CONTRACT_PORTS),
+        services=frozenset(state.get("services", {})),
+        tf_side=said or claimed,
+        run_dir=run_dir,
+        state_file=state_file,
+        notes=notes,
+    )
+
+
+def discover(kind: str, state_file: Path, compose_state: Path = COMPOSE_STATE) -> StackInfo:
+    """`kind` 'native' reads `state_file`; 'compose' uses service names inside the compose network, else the host's
+    `compose_state`; 'auto' tries the native state file first, then compose."""
+    if kind == "native" or (kind == "auto" and state_file.is_file()):
+        return from_state(state_file)
+    if _resolves("torchserve"):
         return from_compose(state_file.parent)
+    if kind == "compose" or compose_state.is_file():
+        return from_compose_state(compose_state)
     return from_state(state_file)

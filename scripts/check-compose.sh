@@ -42,3 +42,5 @@ check -f docker-compose.yml
 check -f docker-compose.yml --profile observe
 check -f docker-compose.yml -f docker-compose.cpu.yml
 check -f docker-compose.yml -f docker-compose.cpu.yml --profile observe
+check -f docker-compose.yml -f docker-compose.cpu.yml -f docker-compose.standin.yml
+check -f docker-compose.yml -f docker-compose.cpu.yml -f docker-compose.standin.yml -f docker-compose.observe-local.yml --profile observe

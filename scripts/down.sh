@@ -6,11 +6,8 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DOCKER=${DOCKER:-docker}
 
-if command -v "$DOCKER" >/dev/null 2>&1 && "$DOCKER" info >/dev/null 2>&1 \
-   && "$DOCKER" compose version >/dev/null 2>&1; then
-  # With the observe profile, so Prometheus and Grafana stop too; volumes (results, dashboards' data) are kept.
-  "$DOCKER" compose -f docker-compose.yml --profile observe down --remove-orphans
-fi
+# Containers and networks of the compose project (scripts/compose.sh down); volumes are kept.
+DOCKER=$DOCKER PY=$PY bash scripts/compose.sh down
 if [ -x "$PY" ]; then
   "$PY" -m serving.supervisor down
 else

@@ -236,13 +236,14 @@ def render_html(summary: dict[str, Any]) -> str:
         f"<title>twinserve report {escape(run['id'])}"
         f"</title><style>{CSS}</style></head><body>",
         f"<h1>twinserve: TorchServe vs TF Serving</h1><div class='muted'>run {escape(run['id'])} · "
-        f"{escape(run['started_at'])} · mode {escape(run['mode'])} · "
+        f"{escape(run['started_at'])} · mode {escape(run['mode'])} · stack {escape(run.get('stack', 'native'))} · "
         f"schema {escape(summary['schema_version'])}</div>",
         f"<div class='{'verdict' if hl else 'bad verdict'}'>{escape(an.verdict(summary))}</div>",
     ]
     if run["tfserving_stand_in"]:
         out.append(
-            "<div class='warn'><b>Stand-in:</b> the TF Serving numbers come from the native stand-in, "
+            f"<div class='warn'><b>Stand-in:</b> the TF Serving numbers come from twinserve's stand-in "
+            f"({escape(run.get('stack', 'native'))} stack), "
             "not the real tensorflow/serving binary; they show the harness and the TF model, "
             "not TF Serving itself.</div>"
         )

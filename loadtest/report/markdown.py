@@ -15,9 +15,11 @@ def render_markdown(summary: dict[str, Any]) -> str:
     """The headline of `summary` as Markdown."""
     run = summary["run"]
     lines = [f"# twinserve load test: run {run['id']}", "", f"**{an.verdict(summary)}**", ""]
+    lines += [f"Stack: {run.get('stack', 'native')}", ""]
     if run["tfserving_stand_in"]:
         lines += [
-            "> **Stand-in:** the TF Serving numbers come from the native stand-in, not the real "
+            f"> **Stand-in:** the TF Serving numbers come from twinserve's stand-in ({run.get('stack', 'native')} "
+            "stack), not the real "
             "tensorflow/serving binary.",
             "",
         ]

@@ -287,7 +287,8 @@ class Run(_Strict):
     criteria: dict[str, float | int]
     slo_p99_ms: float = 25.0
     slo_p99_ms_by_model: dict[str, float] = Field({}, description="per-model p99 SLO (default slo_p99_ms)")
-    tfserving_stand_in: bool = Field(description="True when the TF Serving side is the native stand-in")
+    stack: Literal["native", "compose"] = Field("native", description="native processes or compose containers")
+    tfserving_stand_in: bool = Field(description="True when the TF Serving side is twinserve's stand-in")
     notes: list[str] = []
     environment: dict[str, Any] = Field(
         {}, description="CPU, GPU, versions, stack (ports, real vs stand-in) and the server configs used"

@@ -207,7 +207,8 @@ def base_images(instructions: list[Instruction]) -> list[str]:
             )
             if len(words) >= 3 and words[1].upper() == "AS":
                 stages.add(words[2])
-            if image not in stages:
+            # `scratch` is Docker's reserved empty image, never pulled.
+            if image not in stages and image != "scratch":
                 images.append(image)
     return images
 

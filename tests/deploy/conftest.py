@@ -30,11 +30,13 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKERFILES = {
     "torchserve": REPO / "serving/torchserve/Dockerfile",
     "tfserving": REPO / "serving/tfserving/Dockerfile",
+    "tfserving-standin": REPO / "serving/tfserving/standin/Dockerfile",
     "gateway": REPO / "gateway/Dockerfile",
     "loadtest": REPO / "loadtest/Dockerfile",
 }
 DEFAULT = ("docker-compose.yml",)
 CPU = ("docker-compose.yml", "docker-compose.cpu.yml")
+STANDIN = ("docker-compose.yml", "docker-compose.cpu.yml", "docker-compose.standin.yml")
 
 
 @cache

@@ -23,7 +23,7 @@ from serving.supervisor.torchserve import WORKER_ENV
 from serving.supervisor.torchserve_config import read_properties
 from tests.deploy import checks
 from tests.deploy.checks import Instruction
-from tests.deploy.conftest import REPO
+from tests.deploy.conftest import REPO, STANDIN
 
 TS_CONFIG = read_properties((REPO / "serving/torchserve/config.properties").read_text())
 TF_DIR = REPO / "serving/tfserving"
@@ -257,6 +257,18 @@ def test_healthcheck_scripts_are_in_the_images(default_cfg: Any, dockerfiles: di
     )
     gateway_hc = " ".join(default_cfg["services"]["gateway"]["healthcheck"]["test"])
     assert "127.0.0.1:8000/v2/health/ready" in gateway_hc
+    probe = {n: copied_to(dockerfiles[n], "deploy/probe/probe.py") for n in ("gateway", "loadtest")}
+    for service, image in (("gateway", "gateway"), ("locust-master", "loadtest"), ("locust-worker", "loadtest")):
+        test = default_cfg["services"][service]["healthcheck"]["test"]
+        assert probe[image] in test, service
+
+
+def test_no_health_check_argument_contains_a_space(compose: Any) -> None:
+    # podman (4.3, through the Docker API) splits a CMD health check's arguments on spaces
+    for files in (("docker-compose.yml",), STANDIN):
+        for name, service in compose(files, ("observe",))["services"].items():
+            test = service["healthcheck"]["test"]
+            assert test[0] == "CMD" and not any(" " in arg for arg in test), (name, test)
 
 
 # ---------------------------------------------------------------- Prometheus and Grafana
@@ -364,3 +376,28 @@ def test_torchserve_workers_get_the_same_environment_natively_and_in_the_image(
         if ins.keyword == "ENV":
             env |= dict(word.split("=", 1) for word in shlex.split(ins.args))
     assert WORKER_ENV and WORKER_ENV.items() <= env.items()
+
+
+def test_the_standin_container_takes_the_real_servers_files_and_flags(
+    dockerfiles: dict[str, list[Instruction]], compose: Any
+) -> None:
+    real = flags(entrypoint(dockerfiles["tfserving"]))
+    standin = flags(entrypoint(dockerfiles["tfserving-standin"]))
+    assert standin.pop("host") == "0.0.0.0"  # the stand-in binds loopback unless told; the real server never asks
+    assert standin == real
+    copied = {i.args for i in dockerfiles["tfserving-standin"] if i.keyword == "COPY"}
+    assert any("/etc/twinserve/tfserving/" in c and "models.config" in c for c in copied)
+
+
+def test_the_standin_is_explicit_and_labelled_in_compose(compose: Any) -> None:
+    real = compose(("docker-compose.yml", "docker-compose.cpu.yml"))["services"]["tfserving"]
+    standin = compose(STANDIN)["services"]["tfserving"]
+    assert "standin" in standin["container_name"] and standin["labels"]["org.twinserve.tf-side"] == "standin"
+    assert standin["image"] == "twinserve/tfserving-standin:0.1.0"
+    assert standin["build"]["dockerfile"] == "serving/tfserving/standin/Dockerfile"
+    assert not standin.get("command") and not standin["deploy"]["resources"]["reservations"].get("devices")
+    for key in ("ports", "volumes", "healthcheck", "environment"):
+        assert standin.get(key) == real.get(key), key  # same mounts, ports and health check as the real server
+    # The default configuration never runs it.
+    for files in (("docker-compose.yml",), ("docker-compose.yml", "docker-compose.cpu.yml")):
+        assert "standin" not in compose(files)["services"]["tfserving"]["image"]

@@ -61,16 +61,42 @@ def test_an_unpinned_base_is_caught() -> None:
 
 def test_base_versions_agree_with_the_python_pins(dockerfiles: dict[str, list[Instruction]]) -> None:
     dev = pins("requirements/dev.txt")
-    ts = checks.base_images(dockerfiles["torchserve"])
     tf = checks.base_images(dockerfiles["tfserving"])
-    assert ts == [f"pytorch/torchserve:{dev['torchserve']}-gpu"]
     assert dev["torch-model-archiver"] == dev["torchserve"]  # the .mar format matches the server
     assert tf == [f"tensorflow/serving:{dev['tensorflow']}-gpu"]
     assert dev["tensorflow-serving-api"] == dev["tensorflow"]  # SavedModels exported by the same TF release
-    python = {i for n in ("gateway", "loadtest") for i in checks.base_images(dockerfiles[n])}
-    assert len(python) == 1, python  # both stages of both images: one interpreter
+    ours = ("gateway", "loadtest", "torchserve", "tfserving-standin")
+    python = {i for n in ours for i in checks.base_images(dockerfiles[n])}
+    assert len(python) == 1, python  # every stage of every image we build: one interpreter
     (image,) = python
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", image), image  # pyproject: >=3.11,<3.12
+
+
+@pytest.mark.parametrize("path", ["serving/torchserve/requirements.txt", "serving/tfserving/standin/requirements.txt"])
+def test_server_image_requirements_agree_with_the_dev_pins(path: str) -> None:
+    image = pins(path)
+    dev = pins("requirements/dev.txt")
+    constraints = pins("requirements/constraints.txt")
+    for name, version in image.items():
+        # constraints pin the local CPU torch (2.13.0+cpu); the image's torch variant is a build argument
+        assert constraints.get(name, dev.get(name, version)).split("+")[0] == version, name
+    if "torch" in image:
+        assert image["torch"] == dev["torch"] and image["torchserve"] == dev["torchserve"]  # the exporter's torch
+    else:
+        assert image["tensorflow"] == dev["tensorflow"] and "torch" not in image
+
+
+def test_torchserve_image_builds_both_torch_variants_from_one_dockerfile(
+    dockerfiles: dict[str, list[Instruction]], default_cfg: Any, cpu_cfg: Any
+) -> None:
+    text = DOCKERFILES["torchserve"].read_text()
+    assert "cuda)" in text and "cpu)" in text and "https://download.pytorch.org/whl/cpu" in text
+    assert "openjdk-17-jre-headless" in text  # TorchServe's frontend
+    assert default_cfg["services"]["torchserve"]["build"]["args"]["TORCH_VARIANT"] == "cuda"
+    assert cpu_cfg["services"]["torchserve"]["build"]["args"]["TORCH_VARIANT"] == "cpu"
+    for cfg in (default_cfg, cpu_cfg):
+        args = cfg["services"]["torchserve"]["build"]["args"]
+        assert args["PYTHON_BASE"] == "python:3.11.7-slim-bookworm" and args["WHEELS"] == "scratch"  # users' defaults
 
 
 def test_every_image_runs_as_a_non_root_user(dockerfiles: dict[str, list[Instruction]]) -> None:
@@ -88,7 +114,7 @@ def test_root_images_are_caught() -> None:
 
 def test_key_readers_share_torchserves_uid(dockerfiles: dict[str, list[Instruction]], default_cfg: Any) -> None:
     text = {n: " ".join(i.args for i in ins if i.keyword == "RUN") for n, ins in dockerfiles.items()}
-    assert f"usermod --uid {KEY_UID} model-server" in text["torchserve"]
+    assert f"useradd --uid {KEY_UID} --gid {KEY_UID}" in text["torchserve"]
     for name in ("gateway", "loadtest"):
         assert f"useradd --uid {KEY_UID} --gid {KEY_UID}" in text[name], name
         assert checks.final_user(dockerfiles[name]) == "twinserve"
@@ -186,6 +212,7 @@ def test_entry_points_and_exposed_ports(dockerfiles: dict[str, list[Instruction]
     services = default_cfg["services"]
     for name in ("torchserve", "tfserving", "gateway"):
         assert exposed[name] == set(checks.published_ports(services[name])), name
+    assert exposed["tfserving-standin"] == exposed["tfserving"]
     assert exposed["loadtest"] == {8089, 5557}
     loadtest = next(i for i in dockerfiles["loadtest"] if i.keyword == "ENTRYPOINT").exec_form()
     assert loadtest == ["locust", "-f", "loadtest/locustfile.py"]

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `make test-containers`: the container path from nothing, as CI runs it. A container engine (`make engine`:
+# podman where Docker is absent), the compose stack (`make up STACK=compose`), the container tests (tritonclient
+# through the containerised gateway on both stacks, bad input, health, a stopped server), `make bench
+# STACK=compose QUICK=1`, then `make down`, checked to leave no container or network of the project behind.
+# Env: PY, GPU, TF_SIDE (as for make up), TWINSERVE_BIND. Timings go to build/image-times.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+export PY
+
+bash scripts/engine.sh
+# shellcheck disable=SC1091
+[ -f .engine/env ] && . .engine/env
+[ -f .engine/engine.mk ] && grep -q '^GPU ?= 0' .engine/engine.mk && export GPU=${GPU:-0}
+
+teardown() {
+  bash scripts/compose.sh down >/dev/null 2>&1 || true
+}
+trap teardown EXIT
+
+STACK=compose bash scripts/up.sh
+# The observe profile's Prometheus (from Debian's package where prom/prometheus cannot be pulled).
+observe=($(bash scripts/compose.sh files) --profile observe)
+[ "${TWINSERVE_OFFLINE_IMAGES:-0}" = 1 ] && observe=(${observe[@]/--profile/-f docker-compose.observe-local.yml --profile})
+# shellcheck disable=SC1090
+. <(bash scripts/images.sh args | sed 's/^/export /')
+t0=$(date +%s)
+docker compose "${observe[@]}" build prometheus
+docker compose "${observe[@]}" up -d --no-build --no-deps --wait prometheus
+echo "prometheus $(($(date +%s) - t0)) s" >>"${TWINSERVE_IMAGE_TIMES:-build/image-times.txt}"
+TWINSERVE_CONTAINER_TESTS=1 "$PY" -m pytest tests/containers -q -p no:cacheprovider
+out=results/compose-quick-$(date -u +%Y%m%d-%H%M%S)
+"$PY" -m loadtest.run --quick --stack compose --out "$out"
+grep -q '"stack": "compose"' "$out/summary.json" || { echo "$out/summary.json does not say stack compose" >&2; exit 1; }
+grep -q 'stack compose' "$out/report.html" || { echo "$out/report.html does not say stack compose" >&2; exit 1; }
+
+trap - EXIT
+bash scripts/compose.sh down
+left=$(docker ps -a -q --filter label=com.docker.compose.project=twinserve)
+nets=$(docker network ls -q --filter label=com.docker.compose.project=twinserve)
+[ -z "$left$nets" ] || { echo "make down left containers or networks: $left $nets" >&2; exit 1; }
+echo "test-containers: passed; timings in ${TWINSERVE_IMAGE_TIMES:-build/image-times.txt}:"
+cat "${TWINSERVE_IMAGE_TIMES:-build/image-times.txt}" 2>/dev/null || true
