@@ -177,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
             "criteria": plan.criteria.as_dict(),
             "slo_p99_ms": plan.slo(plan.models[0]),
             "slo_p99_ms_by_model": {m: plan.slo(m) for m in plan.models},
-            "stack": stack.source,
             "tfserving_stand_in": stack.tf_side != "real",
             "notes": []
             if any(p["target"]["path"] == "gateway" for p in points)

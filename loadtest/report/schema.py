@@ -281,7 +281,6 @@ class Run(_Strict):
     id: str
     started_at: str
     mode: Literal["default", "quick", "full", "synthetic"]
-    stack: str | None = Field(None, description="'native' or 'compose' (what served the targets)")
     command: str
     host: dict[str, str | int | float]
     criteria: dict[str, float | int]
