@@ -38,6 +38,7 @@ def evidence(
     generator_cpu_pct: float,
     open_loop: bool = True,
     late_explained: int = 0,
+    slo_ms: float | None = None,
 ) -> Evidence:
     """Collect what `judge` needs from a merged recorder; only complete windows count for stability and drift.
 
@@ -63,6 +64,7 @@ def evidence(
         generator_cpu_pct=generator_cpu_pct,
         dropped=c["dropped"],
         late_explained=late_explained,
+        slo_ms=slo_ms,
     )
 
 
@@ -105,6 +107,7 @@ def build_point(
         float(generator.get("cpu_pct", 0.0)),
         load.get("mode", "open") == "open",
         int(generator.get("platform", {}).get("late_explained", 0)),
+        slo_ms,
     )
     verdict = judge(ev, criteria)
     c = rec.totals.counts

@@ -13,8 +13,14 @@ process, as `ps` and `top` count them; that is the memory a container limit woul
 
 from __future__ import annotations
 
+import http.client
+import json
+import os
 import re
+import socket
 import time
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,11 +70,95 @@ def tree_usage(pid: int) -> Usage | None:
     return Usage(rss, cpu, alive)
 
 
-class ResourceMeter:
-    """Samples the process trees of the stack's services; `between` gives one point's CPU and peak memory."""
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over the container engine's unix socket (Docker's, or podman's Docker-compatible one)."""
 
-    def __init__(self, pids: dict[str, int], watch_gpu: bool = True):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("engine", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def engine_socket() -> str | None:
+    """The engine's socket from DOCKER_HOST (as `make engine` sets it), else Docker's default; None if absent."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    path = host.removeprefix("unix://") if host.startswith("unix://") else None
+    return path if path and os.path.exists(path) else None
+
+
+def engine_get(path: str, timeout: float = 10.0) -> Any:
+    """GET one Docker Engine API path as JSON (raises OSError when no engine answers)."""
+    sock = engine_socket()
+    if sock is None:
+        raise OSError("no container engine socket (DOCKER_HOST or /var/run/docker.sock)")
+    conn = _UnixConnection(sock, timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise OSError(f"engine answered {resp.status} to {path}: {body[:200]!r}")
+        return json.loads(body)
+    finally:
+        conn.close()
+
+
+def _container_id(project: str, service: str) -> str | None:
+    labels = [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]
+    query = urllib.parse.quote(json.dumps({"label": labels}))
+    found = engine_get(f"/containers/json?filters={query}")
+    return found[0]["Id"] if found else None
+
+
+def container_usage(container_id: str) -> Usage | None:
+    """The engine's cgroup figures of one container: memory in use (without the reclaimable file cache, as
+    `docker stats` shows it) and cumulative CPU-seconds."""
+    try:
+        stats = engine_get(f"/containers/{container_id}/stats?stream=false&one-shot=true")
+    except (OSError, ValueError):
+        return None
+    mem = stats.get("memory_stats") or {}
+    cache = (mem.get("stats") or {}).get("inactive_file", (mem.get("stats") or {}).get("cache", 0))
+    cpu = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
+    if cpu is None or "usage" not in mem:
+        return None
+    return Usage(int(mem["usage"]) - int(cache), cpu / 1e9, int((stats.get("pids_stats") or {}).get("current", 1)))
+
+
+def compose_reader(project: str) -> Callable[[], dict[str, Usage]]:
+    """A reader of the stack's containers by compose service, for ResourceMeter (ids looked up once)."""
+    ids = {name: cid for name in SERVICES if (cid := _container_id(project, name)) is not None}
+    return lambda: {name: u for name, cid in ids.items() if (u := container_usage(cid)) is not None}
+
+
+def image_bytes(project: str) -> dict[str, int]:
+    """Size of each running service's image, as the engine reports it."""
+    out = {}
+    for name in SERVICES:
+        cid = _container_id(project, name)
+        if cid is not None:
+            image = engine_get(f"/containers/{cid}/json")["Image"]
+            out[name] = int(engine_get(f"/images/{image}/json")["Size"])
+    return out
+
+
+class ResourceMeter:
+    """Samples the services' process trees (natively) or containers (compose); `between` gives one point's CPU
+    and peak memory."""
+
+    def __init__(
+        self, pids: dict[str, int], watch_gpu: bool = True, reader: Callable[[], dict[str, Usage]] | None = None
+    ):
         self.pids = {name: pid for name, pid in pids.items() if name in SERVICES}
+        self._reader = reader or (
+            lambda: {name: u for name, pid in self.pids.items() if (u := tree_usage(pid)) is not None}
+        )
+        self.names = list(self.pids) if reader is None else list(SERVICES)
         self.samples: list[tuple[float, dict[str, Usage]]] = []
         self.has_gpu = watch_gpu and gpu()["gpu"] != "no GPU"
         self.gpu_samples: list[tuple[float, list[dict[str, Any]]]] = []
@@ -76,7 +166,7 @@ class ResourceMeter:
     def sample(self, now: float | None = None) -> dict[str, Usage]:
         """Read every tree (and the GPUs, when there are any) now, in perf_counter time, and keep the reading."""
         at = time.perf_counter() if now is None else now
-        reading = {name: u for name, pid in self.pids.items() if (u := tree_usage(pid)) is not None}
+        reading = self._reader()
         self.samples.append((at, reading))
         if self.has_gpu:
             devices = gpu()["gpu"]
@@ -93,7 +183,7 @@ class ResourceMeter:
         (t0, first), (t1, last) = inside[0], inside[-1]
         share = requests * (t1 - t0) / (end - start)
         out: dict[str, Any] = {}
-        for name in self.pids:
+        for name in self.names:
             if name not in first or name not in last:
                 continue
             cpu = max(0.0, last[name].cpu_s - first[name].cpu_s)
@@ -115,6 +205,29 @@ class ResourceMeter:
             "memory_bytes_max": max(d["memory_bytes"] for d in readings),
             "devices": sorted({d["name"] for d in readings}),
         }
+
+
+def meter_for(stack: StackInfo) -> ResourceMeter | None:
+    """Natively the services' process trees; in compose (seen from the host) the engine's container figures;
+    None where neither can be read (inside the compose network, or no engine socket)."""
+    if stack.pids:
+        return ResourceMeter(stack.pids)
+    if stack.project is not None:
+        try:
+            return ResourceMeter({}, reader=compose_reader(stack.project))
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def images_of(stack: StackInfo) -> dict[str, int]:
+    """Image bytes per service when containers serve, {} natively or when the engine does not answer."""
+    if stack.project is None:
+        return {}
+    try:
+        return image_bytes(stack.project)
+    except (OSError, ValueError, KeyError):
+        return {}
 
 
 def artifact_bytes(artifacts: Path, models: list[str]) -> dict[str, dict[str, int]]:
@@ -206,6 +319,7 @@ def summarize(
     cold_start: dict[str, dict[str, Any]],
     load_s: dict[str, dict[str, float]],
     artifacts: dict[str, dict[str, int]],
+    images: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """summary.json's `resources`: per stack and for the gateway, memory idle and at peak, CPU per request at the
     highest passing point (direct for the stacks, through the gateway for the gateway), cold start, model load
@@ -239,6 +353,8 @@ def summarize(
                 "artifact_bytes": artifacts.get(name, {}),
                 "stand_in": stand_in and name == "tfserving",
             }
+        if images and name in images:
+            entry["image_bytes"] = images[name]
         if entry["rss_peak_bytes"] is not None or name != "gateway":
             out[name] = entry
     gpus = [p["resources"]["gpu"] for p in points if isinstance(p.get("resources", {}).get("gpu"), dict)]

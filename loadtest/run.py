@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         floor_entries = json.loads(args.floor.read_text(encoding="utf-8"))
     elif not args.no_floor:
         floor_entries = floor(plan.models, args.artifacts, run_dir / "floor.json", args.quick)
-    meter = resources.ResourceMeter(stack.pids)
+    meter = resources.meter_for(stack)
     points, idle = run_all(targets, plan, stack, run_dir, args, meter)
     summary = {
         "schema_version": SCHEMA_VERSION,
@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         cold_start=cold,
         load_s=resources.load_times(stack, plan.models),
         artifacts=resources.artifact_bytes(args.artifacts, plan.models),
+        images=resources.images_of(stack),
     )
     if not args.no_crosscheck:
         summary["crosscheck"] = crosscheck(summary, stack, args, seconds=8.0 if args.quick else 15.0)

@@ -58,6 +58,8 @@ class StackInfo:
     notes: list[str] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)
     """Service name -> the pid at the root of its process tree (native only): what its cost is read from."""
+    project: str | None = None
+    """The compose project whose containers serve (compose seen from the host): the engine reports their cost."""
 
     @property
     def has_gateway(self) -> bool:
@@ -232,6 +234,7 @@ def from_compose_state(state_file: Path = COMPOSE_STATE) -> StackInfo:
         run_dir=run_dir,
         state_file=state_file,
         notes=notes,
+        project=str(state.get("project", "twinserve")),
     )
 
 

@@ -64,6 +64,9 @@ class Criteria:
     """Largest rise of the windows' median latency across the measured phase, relative to its median."""
     drift_min_ms: float = 2.0
     """Rises smaller than this are never drift (sub-millisecond medians move by noise alone)."""
+    drift_slo_share: float = 0.1
+    """Nor are rises below this share of the SLO: a queue that grows heads for the SLO, and one that climbs by a
+    few percent of it in a whole point is a transient (a server 1 % over capacity climbs ~10 ms every second)."""
     drift_windows: int = 4
     """Fewest complete windows for a trend: with 5, one late window alone moves the Theil-Sen slope not at all."""
     remeasure: int = 2
@@ -122,6 +125,8 @@ class Evidence:
     generator_cpu_pct: float = 0.0
     dropped: int = 0
     late_explained: int = 0
+    slo_ms: float | None = None
+    """The model's p99 SLO, which scales what counts as drift (None: no SLO, the other bounds alone)."""
     """Late sends the platform explains (stalls of the generator's CPU, loadtest/hiccup.py): not the generator's."""
 
 
@@ -148,14 +153,15 @@ def theil_sen(ys: list[float]) -> float:
     return median(slopes) if slopes else 0.0
 
 
-def drift_reason(medians: list[float | None], c: Criteria) -> str | None:
-    """Latency climbing window over window means the server falls behind, whatever the SLO: the robust trend of
-    the windows' median latency, projected over the measured phase, must stay within the tolerance."""
+def drift_reason(medians: list[float | None], c: Criteria, slo_ms: float | None = None) -> str | None:
+    """Latency climbing window over window means the server falls behind: the robust trend of the windows' median
+    latency, projected over the measured phase, must stay within the tolerance (relative to the median latency,
+    and to the SLO when there is one), whatever the p99 of this point shows yet."""
     ys = [m for m in medians if m is not None]
     if len(ys) < c.drift_windows or len(ys) < len(medians):
         return None
     rise = theil_sen(ys) * (len(ys) - 1)
-    allowed = max(c.drift_min_ms, c.drift_tolerance * median(ys))
+    allowed = max(c.drift_min_ms, c.drift_tolerance * median(ys), c.drift_slo_share * (slo_ms or 0.0))
     if rise > allowed:
         return (
             f"drift: median latency climbs {rise:.1f} ms over {len(ys)} windows "
@@ -190,7 +196,7 @@ def judge(ev: Evidence, c: Criteria) -> Verdict:
             )
     if ev.keep_up is not None and ev.keep_up < 1.0 - c.stability_tolerance:
         found.append((SERVER, f"falling behind: served {ev.keep_up:.0%} of the offered load"))
-    drift = drift_reason(ev.medians, c)
+    drift = drift_reason(ev.medians, c, ev.slo_ms)
     if drift:
         found.append((SERVER, drift))
     if ev.generator_cpu_pct >= c.max_generator_cpu_pct:

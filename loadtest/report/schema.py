@@ -264,6 +264,7 @@ class StackCost(_Strict):
     model_load_s: dict[str, float] = Field({}, description="per model, from the server's own metrics")
     artifact_bytes: dict[str, int] = Field({}, description="per model, the artifact this stack serves")
     stand_in: bool = Field(False, description="True for the TF side when it is the stand-in")
+    image_bytes: int | None = Field(None, description="the service's container image, when containers served")
 
 
 class Resources(_Strict):

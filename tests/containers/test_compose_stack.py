@@ -4,6 +4,7 @@ started again under the gateway."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -142,3 +143,49 @@ def test_a_stopped_server_container_is_a_clear_503_and_recovers(
             time.sleep(3)
     np.testing.assert_allclose(got, want, atol=ATOL)
     compose_stack.wait_ready(stopped)
+
+
+FAILOVER_PORT = 18000
+
+
+def test_failover_serves_from_the_other_stack_when_a_server_container_stops(
+    compose_stack: ComposeStack, digits: dict[str, np.ndarray]
+) -> None:
+    """A second gateway container of the same image on the same network, with digits routed `failover` (primary
+    TorchServe): with TorchServe's container stopped, an unpinned request is answered by TF Serving, correctly."""
+    name = "twinserve-gateway-failover"
+    done = compose_stack.compose(
+        "run", "-d", "--no-deps", "--name", name,
+        "-p", f"{compose_stack.host}:{FAILOVER_PORT}:8000",
+        "-e", "TWINSERVE_ROUTES__MODELS__DIGITS__POLICY=failover",
+        "-e", "TWINSERVE_ROUTES__MODELS__DIGITS__BACKEND=torchserve",
+        "gateway",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    x, want = digits["inputs"][:2], digits["logits"][:2]
+    body = {"inputs": [{"name": "input", "shape": [2, 1, 8, 8], "datatype": "FP32", "data": x.ravel().tolist()}]}
+    url = compose_stack.url(FAILOVER_PORT, "/v2/models/digits/infer")
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the new gateway probes both backends before it reports ready
+            try:
+                if requests.get(compose_stack.url(FAILOVER_PORT, "/v2/health/ready"), timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "the failover gateway never became ready"
+            time.sleep(2)
+        first = requests.post(url, json=body, timeout=60)
+        assert first.status_code == 200 and first.headers["X-Backend"] == "torchserve", first.text
+        assert compose_stack.compose("stop", "torchserve").returncode == 0
+        try:
+            r = requests.post(url, json=body, timeout=60)
+            assert r.status_code == 200, r.text
+            assert r.headers["X-Backend"] == "tfserving"  # the same model, answered by the other framework
+            out = {o["name"]: o for o in r.json()["outputs"]}["logits"]
+            np.testing.assert_allclose(np.asarray(out["data"], np.float32).reshape(out["shape"]), want, atol=ATOL)
+        finally:
+            assert compose_stack.compose("start", "torchserve").returncode == 0
+        compose_stack.wait_ready("torchserve")
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False, timeout=60)
