@@ -125,8 +125,19 @@ def request_url(t: Target) -> str:
     return t.address + ("/predictions/" + t.model if t.framework == "torchserve" else f"/v1/models/{t.model}:predict")
 
 
-def check_at_capacity(point: dict, t: Target, artifacts: Path, run_dir: Path, seconds: float = 15.0) -> dict:
+def check_at_capacity(
+    point: dict,
+    t: Target,
+    artifacts: Path,
+    run_dir: Path,
+    seconds: float = 15.0,
+    beyond: float | None = None,
+    slo_ms: float | None = None,
+) -> dict:
     """hey against `t` at the offered rate of `point` (a passing point of the harness): both p99s side by side.
+    With `beyond` (the rate where the harness's search stopped for a reason that is not the server's: the generator,
+    noise, or the end of the search), hey also runs there and says whether the server sustains it (p99 within
+    `slo_ms`, every answer a 200): the server's capacity then lies above what the harness could show.
 
     hey measures from the actual send and is closed loop per worker; paced far below its workers' limit it sends on
     time, so at a rate the server sustains both tools should see the same tail. A disagreement over 20 % is flagged.
@@ -145,7 +156,12 @@ def check_at_capacity(point: dict, t: Target, artifacts: Path, run_dir: Path, se
         "independent": theirs,
         "p99_disagreement": None if diff is None else round(diff, 4),
         "flagged": diff is None or diff > DISAGREEMENT,
-    }
+    } | ({} if beyond is None else {"beyond": _beyond(t, call.body, headers, beyond, seconds, slo_ms)})
+
+
+def _beyond(t: Target, body: bytes, headers: dict[str, str], rate: float, seconds: float, slo_ms: float | None) -> dict:
+    run = hey(t, body, headers, rate, seconds)
+    return run | {"sustained": run["non_200"] == 0 and run["p99"] is not None and run["p99"] <= (slo_ms or 0.0)}
 
 
 def harness(t: Target, concurrency: int, seconds: int, out: Path, state: Path) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from loadtest.report.analysis import best_under_slo, decomposition, slo_for
 from loadtest.report.schema import SCHEMA_VERSION
 from loadtest.search import capacities
 from loadtest.stack import CONTRACT_PORTS, StackInfo, discover
-from loadtest.sweep import console, locust_command
+from loadtest.sweep import PRIORITIES, console, locust_command
 from loadtest.targets import Target, parse_target
 from loadtest.validity import DEFAULT, FULL, QUICK
 
@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--processes", type=int, default=1, help="Locust processes per point")
+    ap.add_argument(
+        "--generator-priority",
+        choices=PRIORITIES,
+        default="nice",
+        help="how Locust is scheduled: nice -5 (default), SCHED_FIFO (fifo: on time, but it pre-empts the servers "
+        "on its CPU), or normal",
+    )
     ap.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
     ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     ap.add_argument("--out", type=Path, default=None, help="run directory (default results/<timestamp>)")
@@ -221,9 +228,11 @@ def crosscheck(summary: dict[str, Any], stack: StackInfo, args: argparse.Namespa
             if p["target"]["id"] == tid and p["load"].get("rate_rps") == bracket["passed"]
         )
         t: Target = stack.target(fw, "rest", "direct", model)
+        beyond = bracket["bounded_at"] if bracket["bound"] not in ("slo", "server") else None
+        slo = summary["run"]["slo_p99_ms_by_model"][model]
         with console.status(f"cross-check: hey against {tid} at {bracket['passed']:g} req/s"):
             try:
-                row = check_at_capacity(point, t, args.artifacts, stack.run_dir, seconds)
+                row = check_at_capacity(point, t, args.artifacts, stack.run_dir, seconds, beyond, slo)
             except (FileNotFoundError, OSError, subprocess.SubprocessError) as err:
                 console.print(f"[yellow]cross-check of {tid} skipped: {err}")
                 continue
@@ -232,6 +241,13 @@ def crosscheck(summary: dict[str, Any], stack: StackInfo, args: argparse.Namespa
             f"cross-check {tid} at {row['rate_rps']:g} req/s: harness p99 {row['harness']['p99']:.2f} ms, "
             f"hey p99 {row['independent']['p99'] or float('nan'):.2f} ms{flag}"
         )
+        if "beyond" in row:
+            b = row["beyond"]
+            verdict = "sustains it" if b["sustained"] else "does not sustain it either"
+            console.print(
+                f"  hey at {b['rate_rps']:g} req/s, where the harness stopped ({bracket['bound']}): p99 "
+                f"{b['p99'] or float('nan'):.2f} ms, {b['non_200']} non-200: the server {verdict}"
+            )
         out.append(row)
     return out
 

@@ -195,6 +195,14 @@ def _cost(summary: dict[str, Any]) -> str:
     )
 
 
+def _beyond(b: dict[str, Any] | None) -> str:
+    """hey at the rate where the harness's search stopped short of the server, if it did."""
+    if not b:
+        return "–"
+    verdict = "<span class='ok'>sustained</span>" if b["sustained"] else "<span class='inv'>not sustained</span>"
+    return f"{b['rate_rps']:g} req/s: p99 {_n(b['p99'])} ms, {b['non_200']} non-200, {verdict}"
+
+
 def _crosscheck(summary: dict[str, Any]) -> str:
     """The harness's p99 at each stack's capacity beside an independent tool's."""
     rows = []
@@ -210,6 +218,7 @@ def _crosscheck(summary: dict[str, Any]) -> str:
                 _n(ind["p99"]),
                 f"{ind['achieved_rps']:,.0f}",
                 f"{diff} {flag}",
+                _beyond(c.get("beyond")),
                 f"<code>{escape(ind['command'])}</code>",
             ]
         )
@@ -217,7 +226,19 @@ def _crosscheck(summary: dict[str, Any]) -> str:
         return ""
     return (
         "<h2>Cross-check with an independent tool at each stack's capacity</h2>"
-        + _table(rows, ["target", "rate", "harness p99 ms", "tool p99 ms", "tool req/s", "p99 difference", "command"])
+        + _table(
+            rows,
+            [
+                "target",
+                "rate",
+                "harness p99 ms",
+                "tool p99 ms",
+                "tool req/s",
+                "p99 difference",
+                "the tool where the harness stopped",
+                "command",
+            ],
+        )
         + "<p class='muted'>hey paces its workers at the same rate; it measures from the actual send. A difference "
         "over 20 % is flagged.</p>"
     )

@@ -53,6 +53,10 @@ def render_markdown(summary: dict[str, Any]) -> str:
                 f"| {c['target']} | {c['rate_rps']:g} | {_n(c['harness']['p99'])} | "
                 f"{_n(c['independent']['p99'])} | {diff}{flag} |"
             )
+            b = c.get("beyond")
+            if b:
+                said = "sustained" if b["sustained"] else "not sustained"
+                lines.append(f"| ↳ hey where the harness stopped | {b['rate_rps']:g} | – | {_n(b['p99'])} | {said} |")
     res = summary.get("resources") or {}
     if any(res.get(n) for n in ("torchserve", "tfserving", "gateway")):
         lines += [

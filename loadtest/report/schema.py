@@ -240,6 +240,12 @@ class IndependentTool(_Strict):
     command: str
 
 
+class BeyondCheck(IndependentTool):
+    """The independent tool where the harness's search stopped short of the server (generator, noise, end)."""
+
+    sustained: bool = Field(description="every answer a 200 and p99 within the SLO: the server sustains this rate")
+
+
 class CrossCheck(_Strict):
     """The harness's p99 at a stack's capacity beside an independent tool's at the same rate."""
 
@@ -249,6 +255,9 @@ class CrossCheck(_Strict):
     independent: IndependentTool
     p99_disagreement: float | None = Field(description="|harness p99 - tool p99| / tool p99")
     flagged: bool = Field(description="disagreement over 20 % (or no p99 to compare)")
+    beyond: BeyondCheck | None = Field(
+        None, description="the tool at the rate where the harness stopped for a reason not the server's"
+    )
 
 
 class StackCost(_Strict):
