@@ -1,9 +1,12 @@
-"""Fixtures for the load-test harness tests: a stalled HTTP server in its own process, synthetic summaries."""
+"""Fixtures for the load-test harness tests: a stalled HTTP server in its own process, the whole native stack."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from stall_server import serve
@@ -26,3 +29,23 @@ def stall_server() -> Iterator[Callable[..., str]]:
     for p in procs:
         p.terminate()
         p.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def gateway_stack() -> Iterator[Path]:
+    """The whole native stack (TorchServe, the TF Serving stand-in, the gateway) on free ports, once per session,
+    in a short private run dir (TorchServe's socket paths are length-capped); yields its state.json."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "artifacts" / "manifest.json").exists():
+        pytest.fail("artifacts/manifest.json is missing: run `make export` (make test does it for you)")
+    from serving.supervisor import SERVICES, Ports, Stack
+
+    services = [s for s in ("torchserve", "tfserving", "gateway") if s in SERVICES]
+    run_dir = Path(tempfile.mkdtemp(prefix="lts-"))
+    st = Stack(run_dir / "run", root / "artifacts", Ports.ephemeral())
+    try:
+        st.up(services, timeout=300)
+        yield run_dir / "run" / "state.json"
+    finally:
+        st.down()
+        shutil.rmtree(run_dir, ignore_errors=True)
