@@ -79,7 +79,7 @@ def rows(session: UISession) -> list[dict[str, Any]]:
                 "rps": round(p["achieved_rps"], 1),
                 "p50": None if lat["p50"] is None else round(lat["p50"], 2),
                 "p99": None if lat["p99"] is None else round(lat["p99"], 2),
-                "why": "; ".join(p["reasons"]) or (p.get("outcome") or {}).get("why", ""),
+                "why": "; ".join(dict.fromkeys([w for w in [(p.get("outcome") or {}).get("why"), *p["reasons"]] if w])),
             }
         )
     return out

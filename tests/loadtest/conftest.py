@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import locust_ui
 import pytest
 from stall_server import serve
 
@@ -49,3 +50,19 @@ def gateway_stack() -> Iterator[Path]:
     finally:
         st.down()
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def webui(gateway_stack: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, int]]:
+    """The UI (digits targets) on a free port, as `make locust` starts it; yields (base URL, results dir, pid)."""
+    tmp = tmp_path_factory.mktemp("webui")
+    port = locust_ui.free_port()
+    proc = locust_ui.start(
+        gateway_stack, tmp / "results", "--models", "digits", "--web-port", str(port), log=tmp / "ui.log"
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        locust_ui.wait_up(base, proc, tmp / "ui.log")
+        yield base, tmp / "results", proc.pid
+    finally:
+        locust_ui.stop(proc)

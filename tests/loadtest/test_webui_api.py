@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import locust_ui as ui
@@ -19,20 +18,6 @@ from loadtest.report import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def webui(gateway_stack: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, int]]:
-    """The UI (digits targets) on a free port, as `make locust` starts it; yields (base URL, results dir, pid)."""
-    tmp = tmp_path_factory.mktemp("webui")
-    port = ui.free_port()
-    proc = ui.start(gateway_stack, tmp / "results", "--models", "digits", "--web-port", str(port), log=tmp / "ui.log")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        ui.wait_up(base, proc, tmp / "ui.log")
-        yield base, tmp / "results", proc.pid
-    finally:
-        ui.stop(proc)
 
 
 def test_every_target_ticked_with_four_users_fails_nothing_and_saves_a_result(webui: tuple[str, Path, int]) -> None:

@@ -17,16 +17,23 @@
     return rows;
   }
 
+  function showInList(tr) {
+    // Scroll the picker's own list (not the page) so the preselected row is in view.
+    for (var box = tr.parentElement; box && box !== document.body; box = box.parentElement) {
+      if (box.scrollHeight > box.clientHeight + 4 && /(auto|scroll)/.test(getComputedStyle(box).overflowY)) {
+        box.scrollTop += tr.getBoundingClientRect().top - box.getBoundingClientRect().top - 50;
+        return;
+      }
+    }
+  }
+
   function preselect() {
     var rows = pickerRows();
     if (!rows.length || !cfg["default"]) return false;
     rows.forEach(function (r) {
       var isDefault = r.tr.textContent.indexOf(cfg["default"]) >= 0;
       if (r.box.checked !== isDefault) r.box.click();
-      if (isDefault) {
-        var list = r.tr.closest("[class*=MuiTableContainer]") || r.tr.parentElement;
-        if (list) list.scrollTop = r.tr.offsetTop - 60; // show the preselected row, not the page below
-      }
+      if (isDefault) showInList(r.tr);
     });
     return true;
   }
