@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadtest.bench import DEFAULT_SLO_MS
+from loadtest.sweep import reachable
 from loadtest.validity import DEFAULT, Criteria
 
 MAX_RATE = 5000.0
@@ -149,3 +150,22 @@ def check(form: Mapping[str, str]) -> list[str]:
     if timeout is not None and not 0 < timeout <= 120:
         problems.append(f"Request timeout: {timeout:g} s is outside (0, 120]")
     return problems
+
+
+def check_start(form: Any, classes: Mapping[str, type]) -> tuple[list[str], list[str]]:
+    """(problems, ticked class names) of a swarm form: the fields, at least one target ticked, each reachable."""
+    problems = check(form)
+    ticked = form.getlist("user_classes")
+    if not ticked:
+        problems.append("Tick at least one target (each class is one target)")
+    unknown = [n for n in ticked if n not in classes]
+    if unknown:
+        problems.append(f"Unknown target class(es): {', '.join(unknown)}")
+    for name in ticked:
+        cls = classes.get(name)
+        if cls is not None and not reachable(cls.target, timeout_s=0.5):  # type: ignore[attr-defined]
+            t = cls.target  # type: ignore[attr-defined]
+            problems.append(
+                f"Cannot reach {name} at {t.host}:{t.port}: nothing listens there (is the stack up? `make up`)"
+            )
+    return problems, ticked

@@ -15,7 +15,6 @@ from typing import Any
 
 from flask import Response, jsonify, request, send_file
 
-from loadtest.sweep import reachable
 from loadtest.ui import fields
 from loadtest.ui.catalog import Catalog, label
 from loadtest.ui.session import UISession
@@ -34,25 +33,6 @@ COLUMNS = [
 
 def _fail(message: str) -> Response:
     return jsonify({"success": False, "message": message, "host": ""})
-
-
-def check_swarm(form: Any, catalog: Catalog, classes: dict[str, type]) -> tuple[list[str], list[str]]:
-    """(problems, ticked class names) of a swarm form; the message names what is wrong and what to do."""
-    problems = fields.check(form)
-    ticked = form.getlist("user_classes")
-    if not ticked:
-        problems.append("Tick at least one target (each class is one target)")
-    unknown = [n for n in ticked if n not in classes]
-    if unknown:
-        problems.append(f"Unknown target class(es): {', '.join(unknown)}")
-    for name in ticked:
-        cls = classes.get(name)
-        if cls is not None and not reachable(cls.target, timeout_s=0.5):  # type: ignore[attr-defined]
-            t = cls.target  # type: ignore[attr-defined]
-            problems.append(
-                f"Cannot reach {name} at {t.host}:{t.port}: nothing listens there (is the stack up? `make up`)"
-            )
-    return problems, ticked
 
 
 def rows(session: UISession) -> list[dict[str, Any]]:
@@ -115,7 +95,7 @@ def install(environment: Any, session: UISession, catalog: Catalog) -> None:
             return _fail("Per-class settings are fixed in twinserve: one user per ticked target")
         if not request.path.endswith("/swarm"):
             return None
-        problems, ticked = check_swarm(request.form, catalog, classes)
+        problems, ticked = fields.check_start(request.form, classes)
         if problems:
             return _fail(". ".join(problems))
         users = str(sum(max(1, int(getattr(classes[n], "fixed_count", 1) or 1)) for n in ticked))
