@@ -95,6 +95,8 @@ def install(environment: Any, session: UISession, catalog: Catalog) -> None:
             return _fail("Per-class settings are fixed in twinserve: one user per ticked target")
         if not request.path.endswith("/swarm"):
             return None
+        if environment.runner is not None and environment.runner.state in ("spawning", "running"):
+            return _fail("A twinserve run cannot be edited while it runs: Stop it, then start a new one")
         problems, ticked = fields.check_start(request.form, classes)
         if problems:
             return _fail(". ".join(problems))

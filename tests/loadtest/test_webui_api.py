@@ -81,6 +81,8 @@ def test_stop_saves_what_was_measured_marked_short(webui: tuple[str, Path, int])
         "success"
     ]
     time.sleep(5)
+    edit = ui.swarm(base, [], users=9, rate="500")  # Locust's EDIT button sends no classes
+    assert not edit["success"] and "cannot be edited while it runs" in edit["message"]
     ui.post(base, "/stop")
     status = ui.wait_saved(base, previous=before, timeout_s=60)
     summary = json.loads((Path(status["run_dir"]) / "summary.json").read_text(encoding="utf-8"))

@@ -182,3 +182,12 @@ def test_a_run_started_by_clicking_is_saved_and_shown_in_the_twinserve_tab(
     _until(lambda: "twinserve" in browser.title.lower() or "TorchServe" in browser.page_source, what="the report")
     assert "stand-in" in browser.page_source.lower()
     browser.save_screenshot(str(shots / "locust-ui-report.png"))
+
+    browser.get(base + "/")  # back to the stopped run: NEW mounts a fresh start form, preselected again
+    new = _until(
+        lambda: next((b for b in browser.find_elements("tag name", "button") if b.text.upper() == "NEW"), None),
+        what="the NEW button",
+    )
+    new.click()  # type: ignore[attr-defined]
+    _until(lambda: [n for n, ticked in _picker(browser).items() if ticked] == [DEFAULT], what="the default again")
+    assert browser.find_elements("id", "twinserve-users-note")

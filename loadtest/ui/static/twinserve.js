@@ -6,7 +6,6 @@
   var cfg = window.twinserveUi || {};
   var NOTE = "twinserve: one user per ticked target, all started at once (set for you when you press Start). " +
     "The load is the Rate of each target (open loop) or its Concurrency (closed loop), in Custom parameters below.";
-  var preselected = false;
 
   function pickerRows() {
     var rows = [];
@@ -28,14 +27,16 @@
   }
 
   function preselect() {
+    // Once per start form: Locust mounts a fresh picker (everything ticked) for each new test.
     var rows = pickerRows();
-    if (!rows.length || !cfg["default"]) return false;
+    var table = rows.length && rows[0].tr.closest("table");
+    if (!table || table.dataset.twinservePreselected || !cfg["default"]) return;
+    table.dataset.twinservePreselected = "1";
     rows.forEach(function (r) {
       var isDefault = r.tr.textContent.indexOf(cfg["default"]) >= 0;
       if (r.box.checked !== isDefault) r.box.click();
       if (isDefault) showInList(r.tr);
     });
-    return true;
   }
 
   function annotate() {
@@ -62,11 +63,9 @@
     });
   }
 
-  var ticks = 0;
-  var timer = setInterval(function () {
-    ticks += 1;
-    if (!preselected) preselected = preselect();
+  // The form is (re)mounted whenever a new test is started from the UI; both steps are cheap and idempotent.
+  setInterval(function () {
+    preselect();
     annotate();
-    if (ticks > 600) clearInterval(timer); // a minute of polling covers the form's (re)renders
-  }, 100);
+  }, 150);
 })();
