@@ -81,12 +81,18 @@ def wait_saved(base: str, previous: str | None = None, timeout_s: float = 120.0)
     """Until the UI reports a saved run other than `previous`; returns /twinserve/status."""
     deadline = time.monotonic() + timeout_s
     status: dict[str, Any] = {}
+    failed: list[str] = []
     while time.monotonic() < deadline:
-        status = get(base + "/twinserve/status")
+        try:
+            status = get(base + "/twinserve/status")
+        except (urllib.error.URLError, ConnectionError) as err:
+            failed.append(repr(err))  # kept for the message; a UI that died fails at the deadline
+            time.sleep(0.5)
+            continue
         if (status["run_dir"] and status["run_dir"] != previous) or status["error"]:
             return status
         time.sleep(0.5)
-    raise AssertionError(f"no run saved within {timeout_s} s: {status}")
+    raise AssertionError(f"no run saved within {timeout_s} s: {status}; failed polls: {failed[-3:]}")
 
 
 def wait_settled(base: str, timeout_s: float = 30.0) -> None:
