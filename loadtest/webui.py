@@ -36,7 +36,7 @@ def port_holder(port: int) -> str | None:
                 cmd = " ".join(psutil.Process(c.pid).cmdline()) or psutil.Process(c.pid).name()
             except psutil.Error:
                 cmd = "?"
-            return f"pid {c.pid} ({cmd[:120]})"
+            return f"pid {c.pid} ({' '.join(cmd.split())[:120]})"
     return None
 
 
