@@ -19,12 +19,12 @@ TF_SIDE ?=
 # TensorFlow's C++ INFO and WARNING lines drown the progress users want to see; errors still print.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup java tools coldstart export parity engine images up down status test test-containers lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust chaos soak k8s k8s-artifacts
+.PHONY: help setup java tools browser coldstart export parity engine images up down status test test-containers lint format clean gpu-check compose-bin protos bench-gateway bench bench-batching locust chaos soak k8s k8s-artifacts
 
 help: ## list the commands
 	@grep -hE '^[a-z0-9-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(STAMP) java tools ## create .venv with the pinned dependencies and make sure a JDK, hey and wrk are present
+setup: $(STAMP) java tools browser ## create .venv with the pinned dependencies and make sure a JDK, hey, wrk and Chromium are present
 
 $(STAMP): requirements/gateway.txt requirements/dev.txt requirements/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ tools: ## hey and wrk, the independent load tools the bench cross-checks against
 	if [ -n "$$missing" ]; then \
 	  echo "installing $$missing with apt-get (the bench's independent cross-check)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+browser: ## Debian's Chromium and chromedriver, for the web UI's browser tests; installed with apt when missing
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  echo "chromium or chromedriver not found: installing chromium chromium-driver with apt-get (browser tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
 export: $(MANIFEST) ## train/seed, port and export both models to artifacts/
@@ -78,8 +84,8 @@ coldstart: setup $(MANIFEST) ## cold start per stack: process start to first cor
 bench-batching: setup $(MANIFEST) ## batching/worker configs, each on a restarted server -> Pareto front (QUICK=1: 4 configs)
 	$(PY) -m loadtest.batching $(_QUICK) $(BENCH_ARGS)
 
-locust: setup ## Locust web UI on http://127.0.0.1:8089 with twinserve's users, targets from run/state.json
-	$(PY) -m loadtest.webui $(BENCH_ARGS)
+locust: setup ## Locust web UI on http://127.0.0.1:8089: one user class per target of the running stack (make up first); runs saved in results/
+	@$(PY) -m loadtest.webui $(BENCH_ARGS)
 
 chaos: setup $(MANIFEST) ## faults under load through the real gateway (SIGKILL, slow backend, restarts, soak) -> docs/reliability.md
 	$(PY) scripts/chaos.py $(CHAOS_ARGS)

@@ -1,79 +1,128 @@
-"""`make locust`: Locust's web UI on 127.0.0.1:8089 with twinserve's users, aimed at the running stack.
+"""`make locust`: Locust's web UI on 127.0.0.1:8089 where each user class is one target of the running stack.
 
-The targets come from run/state.json (or compose's service names); the UI's custom fields hold the point:
-`lt-target` (one of the specs printed at start, '<id>@<host>:<port>'), `lt-rate` (open loop, req/s),
-`lt-duration`, ... Keep the user count at 1: one user drives the whole schedule, the rate sets the load.
-Pick RestUser for REST targets and GrpcUser for gRPC ones.
+Tick the targets to load (the default is one), set the Rate (requests/s per target, open loop) and press Start.
+Each ticked target gets one user; the run ends after warm-up + the measured seconds (or at Stop) and is saved
+like `make bench` saves its runs: results/<time>-ui/ with summary.json, report.html and the histograms; the
+"twinserve" tab shows the verdicts and Download Data links to the report.
+
+Distributed: `--master` here and `--worker --master-host H` elsewhere (same stack view, same artifacts).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from pathlib import Path
 
-from loadtest.stack import discover
+import psutil
+
+from loadtest.sweep import reachable
+from loadtest.ui.catalog import CatalogError, environment_for, label, load
+
+LOCUSTFILE = Path(__file__).with_name("ui") / "locustfile.py"
+
+
+def port_holder(port: int) -> str | None:
+    """'pid 1234 (python -m locust ...)' of the process listening on TCP `port`, or None when none is seen."""
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return None
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+            try:
+                cmd = " ".join(psutil.Process(c.pid).cmdline()) or psutil.Process(c.pid).name()
+            except psutil.Error:
+                cmd = "?"
+            return f"pid {c.pid} ({' '.join(cmd.split())[:120]})"
+    return None
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on (naming the holder), or None when it is free."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as err:
+            who = port_holder(port)
+            held = f"held by {who}" if who else str(err.strerror or err)
+            return (
+                f"port {port} is busy: {held}. Is `make locust` already running? Open http://{host}:{port}, "
+                f"stop that process, or choose another port: make locust BENCH_ARGS='--web-port {port + 1}'"
+            )
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    ap = argparse.ArgumentParser(
+        prog="python -m loadtest.webui", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--stack", choices=["auto", "native", "compose"], default="auto")
+    ap.add_argument("--state", type=Path, default=Path("run/state.json"))
+    ap.add_argument("--models", default="", help="only these models (default: every model the stack serves)")
+    ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    ap.add_argument("--results", type=Path, default=Path("results"), help="where UI runs are saved")
+    ap.add_argument("--web-host", default="127.0.0.1", help="loopback by default: the UI has no auth")
+    ap.add_argument("--web-port", type=int, default=8089)
+    role = ap.add_mutually_exclusive_group()
+    role.add_argument("--master", action="store_true", help="serve the UI and wait for workers")
+    role.add_argument("--worker", action="store_true", help="drive targets for a master (no UI)")
+    ap.add_argument("--master-host", default="127.0.0.1", help="the master's address (worker)")
+    ap.add_argument("--master-port", type=int, default=5557, help="the master's port for workers")
+    ap.add_argument("--print", action="store_true", help="print the command instead of running it")
+    return ap
 
 
 def command(args: argparse.Namespace) -> list[str]:
-    """The Locust command line for the web UI."""
-    stack = discover(args.stack, args.state)
-    targets = stack.targets(args.models.split(","))
-    if not targets:
-        raise SystemExit("no target: is the stack up? (`make up`)")
-    first = next((t for t in targets if t.id == args.target), targets[0])
-    print("targets of the running stack (paste one into the lt-target field):")
-    for t in targets:
-        print(f"  {'GrpcUser' if t.protocol == 'grpc' else 'RestUser'}  {t.spec if '@' in t.spec else t.id}")
-    user = "GrpcUser" if first.protocol == "grpc" else "RestUser"
-    return [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(Path(__file__).with_name("locustfile.py")),
-        "--class-picker",
-        "--web-host",
-        args.web_host,
-        "--web-port",
-        str(args.web_port),
-        "-u",
-        "1",
-        "-r",
-        "1",
-        "-H",
-        first.address if first.protocol == "rest" else "http://grpc",
-        "--lt-target",
-        first.spec,
-        "--lt-run-dir",
-        str(stack.run_dir),
-        "--lt-artifacts",
-        str(args.artifacts),
-        "--lt-duration",
-        "60",
-        user,
-    ]
+    """The Locust command line for this role."""
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--twinserve-results", str(args.results)]
+    if args.worker:
+        return [*cmd, "--worker", "--master-host", args.master_host, "--master-port", str(args.master_port)]
+    cmd += ["--class-picker", "--web-host", args.web_host, "--web-port", str(args.web_port)]
+    if args.master:
+        cmd += ["--master", "--master-bind-host", args.master_host, "--master-bind-port", str(args.master_port)]
+    return cmd
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Replace this process with Locust's web UI."""
-    ap = argparse.ArgumentParser(prog="python -m loadtest.webui", description=__doc__)
-    ap.add_argument("--stack", choices=["auto", "native", "compose"], default="auto")
-    ap.add_argument("--state", type=Path, default=Path("run/state.json"))
-    ap.add_argument("--models", default="digits,resnet18")
-    ap.add_argument("--target", default="torchserve-rest-direct:digits", help="preselected target id")
-    ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
-    ap.add_argument("--web-host", default="127.0.0.1", help="loopback by default: the UI has no auth")
-    ap.add_argument("--web-port", type=int, default=8089)
-    ap.add_argument("--print", action="store_true", help="print the command instead of running it")
-    args = ap.parse_args(argv)
+    """Check the port and the stack, say what the UI offers, then replace this process with Locust."""
+    args = build_parser().parse_args(argv)
+    models = [m for m in args.models.split(",") if m] or None
+    try:
+        catalog = load(args.stack, args.state, args.artifacts, models)
+    except CatalogError as err:
+        print(f"make locust: {err}", file=sys.stderr)
+        return 2
+    if not args.worker:
+        problem = port_problem(args.web_host, args.web_port)
+        if problem is None and args.master:
+            problem = port_problem(args.master_host, args.master_port)
+        if problem:
+            print(f"make locust: {problem}", file=sys.stderr)
+            return 2
     cmd = command(args)
+    env = os.environ | environment_for(args.stack, args.state, catalog.artifacts, models)
     if args.print:
-        print(" ".join(cmd))
+        print(" ".join(f"{k}={v}" for k, v in env.items() if k.startswith("TWINSERVE_")), " ".join(cmd))
         return 0
-    print(f"Locust web UI: http://{args.web_host}:{args.web_port}  (Ctrl-C stops it)", flush=True)
-    os.execv(cmd[0], cmd)
+    unreachable = [t for t in catalog.targets if not reachable(t, timeout_s=0.5)]
+    tf = "real TF Serving" if catalog.stack.tf_side == "real" else "the TF Serving STAND-IN"
+    print(f"{len(catalog.targets)} targets ({catalog.stack.source} stack, {tf}); each is one user class in the UI:")
+    for t in catalog.targets:
+        where = f"{t.host}:{t.port}"
+        print(f"  {label(t):42s} {where:22s}{'  UNREACHABLE' if t in unreachable else ''}")
+    if unreachable:
+        print(f"{len(unreachable)} target(s) do not answer: ticking one gives a message naming it (`make status`).")
+    if args.worker:
+        print(f"Locust worker for the master at {args.master_host}:{args.master_port}", flush=True)
+    else:
+        print(f"Locust web UI: http://{args.web_host}:{args.web_port}  (runs saved in {args.results}/; Ctrl-C stops)")
+    sys.stdout.flush()
+    os.execve(cmd[0], cmd, env)
     return 0  # not reached
 
 

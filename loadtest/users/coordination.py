@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 from locust.exception import StopUser
@@ -51,6 +51,10 @@ class Coordinator:
         if self._driver is None:
             self._driver = Driver(self.cfg)
         return self._driver
+
+    def driver_for(self, user_class: type) -> Driver:
+        """The Driver of a user of `user_class`: headless, every user shares the point's one `--lt-target`."""
+        return self.driver()
 
     def _on_test_start(self, **_: Any) -> None:
         # The web UI may have changed the --lt-* fields, and may start several runs: begin afresh each time.
@@ -111,7 +115,20 @@ class Coordinator:
         self.cfg.out.write_text(json.dumps(doc), encoding="utf-8")
 
 
-def coordinator(environment: Any) -> Coordinator:
-    """The Coordinator of this process (created at Locust's `init` event by the locustfile)."""
-    coord: Coordinator = environment.twinserve
+class Session(Protocol):
+    """What a twinserve user asks of its process: a Driver for its class, and the drive of one point.
+
+    `Coordinator` (headless, one `--lt-target`) and `loadtest.ui.session.UISession` (web UI, a target per
+    user class) both are one."""
+
+    def driver_for(self, user_class: type) -> Driver:
+        """The Driver (prebuilt calls, recorder) a user of `user_class` sends with."""
+
+    def run(self, driver: Driver, send: Send) -> None:
+        """Drive the point with `send`, hand its snapshot on, stop the user."""
+
+
+def coordinator(environment: Any) -> Session:
+    """The Session of this process (created at Locust's `init` event by the locustfile)."""
+    coord: Session = environment.twinserve
     return coord

@@ -32,7 +32,7 @@ class GrpcUser(User):
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        self.driver: Driver = coordinator(environment).driver()
+        self.driver: Driver = coordinator(environment).driver_for(type(self))
         t = self.driver.cfg.target
         self.channel = grpc.insecure_channel(t.address, options=CHANNEL_OPTIONS)
         self.methods: dict[str, Any] = {}

@@ -26,7 +26,7 @@ class RestUser(FastHttpUser):
     max_retries = 0  # a retry would hide a failure and double-count a send
 
     def __init__(self, environment: Any) -> None:
-        driver = coordinator(environment).driver()
+        driver = coordinator(environment).driver_for(type(self))
         self.host = driver.cfg.target.address  # the target names its address; -H is only Locust's default
         super().__init__(environment)
         self.driver: Driver = driver
