@@ -30,10 +30,12 @@ class CatalogError(RuntimeError):
     """No target can be offered; the message says what to do."""
 
 
-def label(t: Target) -> str:
-    """'TorchServe gRPC via gateway · digits': the class name the picker shows."""
+def label(t: Target, stand_in: bool = False) -> str:
+    """'TorchServe gRPC via gateway · digits': the class name the picker shows; the TF side's says
+    'TF Serving (stand-in)' whenever the stand-in serves it, so no UI run passes for TF Serving's."""
     how = "via gateway" if t.path == "gateway" else "direct"
-    return f"{FRAMEWORK_NAMES[t.framework]} {t.protocol.upper() if t.protocol == 'rest' else 'gRPC'} {how} · {t.model}"
+    fw = FRAMEWORK_NAMES[t.framework] + (" (stand-in)" if stand_in and t.framework == "tfserving" else "")
+    return f"{fw} {t.protocol.upper() if t.protocol == 'rest' else 'gRPC'} {how} · {t.model}"
 
 
 def served_models(artifacts: Path) -> list[str]:
@@ -58,8 +60,8 @@ class Catalog:
     targets: tuple[Target, ...]
 
     def label_of(self, t: Target) -> str:
-        """The class name of `t`."""
-        return label(t)
+        """The class name of `t` on this stack (with the stand-in named)."""
+        return label(t, self.stack.tf_side != "real")
 
     @property
     def default(self) -> Target:

@@ -26,14 +26,14 @@ CATALOG = _catalog.from_environment()
 def _user_class(t: Target) -> type:
     """The user class of one target: the REST or gRPC user, bound to it, exactly one per run."""
     base = _grpc.GrpcUser if t.protocol == "grpc" else _rest.RestUser
-    name = _catalog.label(t)
+    name = CATALOG.label_of(t)
     host = t.address if t.protocol == "rest" else f"grpc://{t.host}:{t.port}"
     attrs = {"__module__": __name__, "__doc__": f"{t.id} at {t.host}:{t.port}", "target": t, "host": host}
     return type(name, (base,), attrs | {"fixed_count": 1, "abstract": False})
 
 
 # Locust finds user classes among this module's names; each is named after its target.
-globals().update({_catalog.label(t): _user_class(t) for t in CATALOG.targets})
+globals().update({CATALOG.label_of(t): _user_class(t) for t in CATALOG.targets})
 
 
 @events.init_command_line_parser.add_listener

@@ -16,7 +16,7 @@ from typing import Any
 from flask import Response, jsonify, request, send_file
 
 from loadtest.ui import fields
-from loadtest.ui.catalog import Catalog, label
+from loadtest.ui.catalog import Catalog
 from loadtest.ui.session import UISession
 
 STATIC = Path(__file__).with_name("static")
@@ -48,7 +48,7 @@ def rows(session: UISession) -> list[dict[str, Any]]:
             "why": "report: Download Data tab, or ./twinserve/report",
         }
     ]
-    names = {t.id: label(t) for t in session.catalog.targets}
+    names = {t.id: session.catalog.label_of(t) for t in session.catalog.targets}
     for p in session.last_summary["points"]:
         lat = p["latency_ms"]["from_schedule"]
         result = p.get("outcome", {}).get("result") if p.get("outcome") else None
@@ -69,7 +69,11 @@ def install(environment: Any, session: UISession, catalog: Catalog) -> None:
     """Hook the checks, the tab, the links and the script into Locust's web UI (master or single process)."""
     web_ui = environment.web_ui
     app = web_ui.app
-    classes = {label(t): cls for t in catalog.targets if (cls := environment.available_user_classes.get(label(t)))}
+    classes = {
+        catalog.label_of(t): cls
+        for t in catalog.targets
+        if (cls := environment.available_user_classes.get(catalog.label_of(t)))
+    }
     web_ui.template_args.update(
         extended_tabs=[{"title": TAB, "key": TAB}],
         extended_tables=[{"key": TAB, "structure": [{"key": k, "title": v} for k, v in COLUMNS]}],
@@ -116,7 +120,7 @@ def install(environment: Any, session: UISession, catalog: Catalog) -> None:
             data["extended_stats"] = [{"key": TAB, "data": rows(session)}]
             resp.set_data(json.dumps(data))
         elif request.method == "GET" and resp.mimetype == "text/html" and request.path in ("/", ""):
-            default = label(catalog.default)
+            default = catalog.label_of(catalog.default)
             script = (
                 f"<script>window.twinserveUi = {json.dumps({'default': default})};</script>"
                 '<script src="./twinserve/ui.js"></script></body>'
@@ -135,8 +139,8 @@ def install(environment: Any, session: UISession, catalog: Catalog) -> None:
                 "run_dir": str(session.last_dir) if session.last_dir else None,
                 "error": session.last_error,
                 "rows": rows(session),
-                "targets": {label(t): t.id for t in catalog.targets},
-                "default": label(catalog.default),
+                "targets": {catalog.label_of(t): t.id for t in catalog.targets},
+                "default": catalog.label_of(catalog.default),
             }
         )
 

@@ -76,7 +76,7 @@ def test_bad_fields_and_no_target_get_clear_messages(webui: tuple[str, Path, int
 def test_stop_saves_what_was_measured_marked_short(webui: tuple[str, Path, int]) -> None:
     base, _, _ = webui
     before = ui.get(base + "/twinserve/status")["run_dir"]
-    classes = ["TF Serving gRPC direct · digits", "TorchServe REST via gateway · digits"]
+    classes = ["TF Serving (stand-in) gRPC direct · digits", "TorchServe REST via gateway · digits"]
     assert ui.swarm(base, classes, users=1, rate="10", warmup_seconds="1", window_seconds="1", measured_seconds="120")[
         "success"
     ]
@@ -128,7 +128,7 @@ def test_master_with_one_worker_saves_the_run_the_same_way(gateway_stack: Path, 
             time.sleep(0.5)
         else:
             raise AssertionError((tmp_path / "w.log").read_text()[-3000:])
-        classes = ["TorchServe gRPC direct · digits", "TF Serving REST via gateway · digits"]
+        classes = ["TorchServe gRPC direct · digits", "TF Serving (stand-in) REST via gateway · digits"]
         assert ui.swarm(base, classes, users=2, rate="8", **ui.SHORT)["success"]
         status = ui.wait_saved(base)
         assert status["error"] is None, status

@@ -107,7 +107,7 @@ def test_the_start_form_offers_targets_with_one_default_and_says_what_users_mean
     ui.wait_settled(base)
     _open(browser, base)
     picker = _picker(browser)
-    assert len(picker) == 8 and "TF Serving gRPC via gateway · digits" in picker
+    assert len(picker) == 8 and "TF Serving (stand-in) gRPC via gateway · digits" in picker
     assert [name for name, ticked in picker.items() if ticked] == [DEFAULT]
     note = browser.find_element("id", "twinserve-users-note").text
     assert "one user per ticked target" in note and "Rate" in note
@@ -142,7 +142,7 @@ def test_a_run_started_by_clicking_is_saved_and_shown_in_the_twinserve_tab(
     ui.wait_settled(base)
     before = ui.get(base + "/twinserve/status")["run_dir"]
     _open(browser, base)
-    extra = "TF Serving gRPC via gateway · digits"
+    extra = "TF Serving (stand-in) gRPC via gateway · digits"
     row = next(r for r in browser.find_elements("css selector", "table tr") if r.text.startswith(extra))
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
     row.find_element("css selector", "input[type=checkbox]").click()

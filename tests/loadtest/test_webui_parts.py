@@ -45,6 +45,8 @@ def _artifacts(tmp_path: Path, artifacts: Path, extra: str) -> Path:
 def test_labels_read_like_the_target() -> None:
     assert catalog.label(Target("torchserve", "grpc", "gateway", "digits")) == "TorchServe gRPC via gateway · digits"
     assert catalog.label(Target("tfserving", "rest", "direct", "resnet18")) == "TF Serving REST direct · resnet18"
+    stand_in = catalog.label(Target("tfserving", "rest", "direct", "digits"), stand_in=True)
+    assert stand_in == "TF Serving (stand-in) REST direct · digits"  # named a stand-in wherever it speaks
 
 
 def test_every_served_model_appears_including_the_users_own(artifacts: Path, tmp_path: Path) -> None:
