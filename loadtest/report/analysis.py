@@ -115,10 +115,15 @@ def bracket_text(b: dict[str, Any] | None) -> str:
     """'[566, 673) req/s: p99 over the SLO', never wording a harness limit as the server's."""
     if b is None:
         return "–"
-    low = "–" if b["passed"] is None else f"{b['passed']:g}"
+    low = "–" if b["passed"] is None else _rate(b["passed"])
     if b["bounded_at"] is None:
         return f"≥ {low} req/s: {BOUNDS['not reached']}"
-    return f"[{low}, {b['bounded_at']:g}) req/s: {BOUNDS[b['bound']]}"
+    return f"[{low}, {_rate(b['bounded_at'])}) req/s: {BOUNDS[b['bound']]}"
+
+
+def _rate(r: float) -> str:
+    """Offered rates as people read them: 2,263 and 12.5, not 2262.742."""
+    return f"{r:,.0f}" if r >= 100 else f"{r:.3g}"
 
 
 SERVER_BOUNDS = ("slo", "server")
