@@ -174,7 +174,7 @@ class DataPlane:
         )
         try:
             async with asyncio.timeout(timeout):
-                result = await self._run(req, chosen, deadline)
+                result = await self._run(req, chosen, deadline, route.failover_after_s or timeout / 2)
         except TimeoutError:
             raise UpstreamTimeout(f"route deadline of {timeout:.3g}s passed", backend=chosen.primary) from None
         if req.outputs:
@@ -183,7 +183,10 @@ class DataPlane:
             self.shadow.submit(req.model, req.version, chosen.shadow, req.inputs, result.outputs, req.request_id)
         return result
 
-    async def _run(self, req: InferRequest, chosen: Plan, deadline: float) -> InferResult:
+    async def _run(self, req: InferRequest, chosen: Plan, deadline: float, primary_s: float) -> InferResult:
+        """The primary, then (failover) the fallback. With a fallback, the primary gets at most `primary_s` of the
+        deadline: an upstream that stopped answering (a stopped container's address drops packets; nothing refuses
+        the connection) must leave the fallback time to answer, not take the whole deadline with it."""
         attempts: list[str] = []
         upstream = 0.0
         for backend in (chosen.primary, chosen.fallback):
@@ -193,8 +196,11 @@ class DataPlane:
                 break
             attempts.append(backend)
             t0 = time.perf_counter()
+            cut = deadline
+            if chosen.fallback is not None and backend == chosen.primary:
+                cut = min(deadline, time.monotonic() + primary_s)
             try:
-                outputs = await self.call(req.model, backend, req.version, req.inputs, req.request_id, deadline)
+                outputs = await self.call(req.model, backend, req.version, req.inputs, req.request_id, cut)
             except (UpstreamError, UpstreamTimeout, Unavailable) as exc:
                 upstream += time.perf_counter() - t0
                 if chosen.fallback is None or backend == chosen.fallback:

@@ -85,6 +85,8 @@ class Route(_Section):
     """For `split`: a header (gRPC metadata key) whose value is hashed so one key always hits one backend."""
     timeout_s: float = Field(default=10.0, gt=0)
     """Deadline for the whole request including a failover retry; past it the client gets 504."""
+    failover_after_s: float | None = Field(default=None, gt=0)
+    """`failover`: how long the primary may take before the fallback is tried (default: half of `timeout_s`)."""
     versions: list[str] = Field(default_factory=lambda: ["1"])
     """Versions exposed on the v2 API; another version is a 404."""
     signature: Signature | None = None

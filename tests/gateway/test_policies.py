@@ -171,3 +171,17 @@ def test_stacks_disagreeing_mark_model_not_ready(backends: dict[str, FaultBacken
         assert requests.get(gw.url + "/v2/models/digits/ready").status_code == 503
         r = infer(gw)
         assert r.status_code == 503 and "stacks disagree" in r.json()["error"]
+
+
+def test_failover_leaves_the_fallback_time_when_the_primary_hangs(backends: dict[str, FaultBackend]) -> None:
+    # A stopped container's address drops packets: nothing refuses, the call just hangs. The primary's own timeout
+    # (30 s) is longer than the route's deadline (2 s), so only the route can leave the fallback time to answer.
+    backends["torchserve"].settings = BackendSettings(timeout_s=30)
+    backends["torchserve"].delay_s = 30.0
+    with serve(fault_settings(policy="failover", timeout_s=2), backends) as gw:
+        r = infer(gw)  # the primary gets half the deadline by default, then the fallback
+        assert r.status_code == 200 and r.headers["X-Backend"] == "tfserving", r.text
+        assert metric(gw, "twinserve_gateway_failovers_total") == 1
+    with serve(fault_settings(policy="failover", timeout_s=2, failover_after_s=1.9), backends) as gw:
+        backends["tfserving"].delay_s = 0.5  # 0.1 s left after the primary's 1.9 s: the fallback cannot make it
+        assert infer(gw).status_code == 504
