@@ -50,16 +50,28 @@ _KSERVE_OWNS = {"inference_address", "management_address", "model_store", "load_
 
 
 def base_image_tag(repo: Path, dockerfile: str) -> str:
-    """The tag of a Dockerfile's default BASE_IMAGE (e.g. `0.12.0-gpu`): the release both paths run."""
+    """The tag of a Dockerfile's default BASE_IMAGE (e.g. `2.20.0-gpu`): the release both paths run."""
     match = re.search(r"^ARG BASE_IMAGE=\S+:(\S+)$", (repo / dockerfile).read_text(), flags=re.MULTILINE)
     if match is None:
         raise ValueError(f"{dockerfile}: no `ARG BASE_IMAGE=<image>:<tag>`")
     return match.group(1)
 
 
-def runtime_version(src: Sources, dockerfile: str) -> str:
-    """The runtime image tag: the release compose builds on, `-gpu` only in the GPU flavour."""
-    release = base_image_tag(src.repo, dockerfile).removesuffix("-gpu").removesuffix("-cpu")
+def pinned_release(repo: Path, requirements: str, package: str) -> str:
+    """The `<package>==<version>` pin of a requirements file: the release an image we build ourselves runs."""
+    match = re.search(rf"^{re.escape(package)}==(\S+)$", (repo / requirements).read_text(), flags=re.MULTILINE)
+    if match is None:
+        raise ValueError(f"{requirements}: no `{package}==<version>` pin")
+    return match.group(1)
+
+
+def runtime_version(src: Sources, stack: str) -> str:
+    """The runtime image tag: the release compose runs (TorchServe: our image's torchserve pin; TF Serving: the
+    tag of the image it builds on), `-gpu` only in the GPU flavour."""
+    if stack == "torchserve":
+        release = pinned_release(src.repo, "serving/torchserve/requirements.txt", "torchserve")
+    else:
+        release = base_image_tag(src.repo, "serving/tfserving/Dockerfile").removesuffix("-gpu").removesuffix("-cpu")
     return f"{release}-gpu" if src.gpu else release
 
 
@@ -141,7 +153,7 @@ def inference_services(src: Sources, max_replicas: int) -> list[dict[str, Any]]:
             {
                 "modelFormat": {"name": "pytorch"},
                 "runtime": TS_RUNTIME,
-                "runtimeVersion": runtime_version(src, "serving/torchserve/Dockerfile"),
+                "runtimeVersion": runtime_version(src, "torchserve"),
                 "protocolVersion": "v1",
                 "storageUri": f"pvc://{MODEL_PVC}/{STORAGE_TS}/{model.name}",
                 "resources": ts_limits,
@@ -154,7 +166,7 @@ def inference_services(src: Sources, max_replicas: int) -> list[dict[str, Any]]:
             {
                 "modelFormat": {"name": "tensorflow", "version": "2"},
                 "runtime": TF_RUNTIME,
-                "runtimeVersion": runtime_version(src, "serving/tfserving/Dockerfile"),
+                "runtimeVersion": runtime_version(src, "tfserving"),
                 "protocolVersion": "v1",
                 "storageUri": f"pvc://{MODEL_PVC}/{STORAGE_TF}/{model.name}",
                 # KServe appends these to the runtime's arguments (model name, ports and base path stay KServe's).
