@@ -93,8 +93,8 @@ chaos: setup $(MANIFEST) ## faults under load through the real gateway (SIGKILL,
 soak: setup $(MANIFEST) ## 10-minute soak through the gateway at half the chaos rate: no errors, RSS growth < 10 %
 	$(PY) scripts/chaos.py soak --minutes 10
 
-protos: $(STAMP) ## regenerate gateway/_generated from gateway/protos (committed; a test checks it is current)
-	$(PY) -m grpc_tools.protoc -I gateway/protos --python_out=gateway/_generated --pyi_out=gateway/_generated gateway/protos/*.proto
+protos: $(STAMP) ## regenerate contract/_generated from contract/protos (committed; a test checks it is current)
+	$(PY) -m grpc_tools.protoc -I contract/protos --python_out=contract/_generated --pyi_out=contract/_generated contract/protos/*.proto
 
 bench-gateway: $(STAMP) ## gateway overhead and upstream-client benchmark on the native stack (`make up` first)
 	$(PY) scripts/bench_gateway.py --run-dir run --out results/gateway-bench $(BENCH_ARGS)
@@ -109,7 +109,7 @@ k8s-artifacts: $(MANIFEST) ## lay out artifacts/ as the model storage KServe and
 status: ## what runs, on which ports, and whether it is healthy (container services too)
 	@bash scripts/compose.sh status
 	@# Nothing native runs while the containers do: that is not a failure then.
-	$(PY) -m serving.supervisor status || test -f run/compose/state.json
+	$(PY) -m supervisor status || test -f run/compose/state.json
 
 compose-bin: $(STAMP) ## fetch the pinned docker compose v2 binary (static checks need no engine)
 	@PY=$(PY) bash scripts/check-compose.sh --fetch-only
@@ -120,7 +120,7 @@ test: setup $(MANIFEST) compose-bin ## run the test suite (starts real servers o
 lint: $(STAMP) ## ruff (lint + format check), mypy, hadolint on every Dockerfile, docker compose config
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy models serving gateway loadtest reliability deploy
+	$(VENV)/bin/mypy contract supervisor models serving gateway loadtest reliability deploy
 	$(VENV)/bin/hadolint serving/torchserve/Dockerfile serving/tfserving/Dockerfile serving/tfserving/standin/Dockerfile \
 	  gateway/Dockerfile loadtest/Dockerfile deploy/base/Dockerfile deploy/prometheus/Dockerfile
 	PY=$(PY) bash scripts/check-compose.sh

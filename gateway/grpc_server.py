@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from gateway._generated import twinserve_kserve_pb2 as pb
+from contract._generated import twinserve_kserve_pb2 as pb
 from gateway.auth import ApiKeys
 from gateway.core import DataPlane, InferRequest
 from gateway.errors import GatewayError, InvalidArgument, client_message, grpc_code

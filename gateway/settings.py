@@ -14,6 +14,9 @@ import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from contract import gateway_env
+from contract.ports import CONTRACT
+
 BackendName = Literal["torchserve", "tfserving"]
 BACKENDS: tuple[BackendName, ...] = ("torchserve", "tfserving")
 DEFAULT_ROUTES_FILE = Path(__file__).with_name("routes.yaml")
@@ -122,9 +125,9 @@ class BackendSettings(_Section):
     """Whether the gateway uses this backend at all."""
     protocol: Literal["rest", "grpc"] = "grpc"
     """Which of the backend's native protocols the gateway speaks to it."""
-    rest_url: str = "http://127.0.0.1:8080"
+    rest_url: str = f"http://127.0.0.1:{CONTRACT.ts_inference}"
     """Base URL of the backend's REST inference API."""
-    grpc_target: str = "127.0.0.1:7070"
+    grpc_target: str = f"127.0.0.1:{CONTRACT.ts_grpc_inference}"
     """host:port of the backend's gRPC inference API."""
     timeout_s: float = Field(default=5.0, gt=0)
     """Per-attempt timeout of one upstream call (the route deadline caps it)."""
@@ -142,7 +145,7 @@ class TorchServeSettings(BackendSettings):
     """TorchServe: token auth from its key file."""
 
     key_file: Path | None = None
-    """TorchServe's key_file.json (inference key sent as Bearer; re-read when TorchServe rejects it). None: no auth."""
+    """TorchServe's key file (inference key sent as Bearer; re-read when TorchServe rejects it). None: no auth."""
     management_url: str | None = None
     """TorchServe's management API, used only for health (describe-model: is a worker READY?), never exposed.
     None: health by a batch-of-1 probe inference instead (costly for big models on small machines)."""
@@ -153,8 +156,8 @@ class TorchServeSettings(BackendSettings):
 class TFServingSettings(BackendSettings):
     """TF Serving: no auth; signature name for Predict and metadata."""
 
-    rest_url: str = "http://127.0.0.1:8501"
-    grpc_target: str = "127.0.0.1:8500"
+    rest_url: str = f"http://127.0.0.1:{CONTRACT.tf_rest}"
+    grpc_target: str = f"127.0.0.1:{CONTRACT.tf_grpc}"
     signature_name: str = "serving_default"
     """SignatureDef used for Predict and read for metadata."""
 
@@ -219,9 +222,9 @@ class ServerSettings(_Section):
     """Where clients reach the ports if not `host` (a container binding 0.0.0.0, published on 127.0.0.1)."""
     allow_unauthenticated: bool = False
     """Serve beyond loopback without API keys anyway (inference and /metrics open to whoever reaches it)."""
-    port: int = 8000
+    port: int = CONTRACT.gateway_rest
     """REST port."""
-    grpc_port: int | None = 8001
+    grpc_port: int | None = CONTRACT.gateway_grpc
     """gRPC port (0: any free port; None, or `none` in the environment: no gRPC server)."""
     workers: int = Field(default=1, ge=1)
     """Worker processes; each runs REST and gRPC (gRPC shares the port through SO_REUSEPORT)."""
@@ -235,7 +238,10 @@ class Settings(BaseSettings):
     """All gateway settings."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TWINSERVE_", env_nested_delimiter="__", extra="forbid", env_parse_none_str="none"
+        env_prefix=gateway_env.PREFIX,
+        env_nested_delimiter=gateway_env.DELIMITER,
+        extra="forbid",
+        env_parse_none_str=gateway_env.NONE,
     )
 
     routes_file: Path | None = DEFAULT_ROUTES_FILE

@@ -16,8 +16,7 @@ import argparse
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,41 +98,26 @@ def tf_batching_file(cfg: Config, path: Path) -> Path:
     return path
 
 
-def registry_for(cfg: Config, work: Path, artifacts: Path) -> Mapping[str, Any]:
-    """The supervisor's services, with the one under test launched on `cfg`."""
-    from serving.supervisor import SERVICES
-
-    base = SERVICES[cfg.framework]
+def launch_options(cfg: Config, work: Path, artifacts: Path) -> dict[str, dict[str, str]]:
+    """`Stack.up` options that launch the server under test on `cfg`: a repacked model store (TorchServe) or a
+    batching parameters file (the TF side)."""
     if cfg.framework == "torchserve":
-        store = torchserve_store(artifacts / "torchserve", cfg, work / "store")
-        flag, value = "--model-store", str(store)
-    else:
-        flag, value = "--batching_parameters_file", str(tf_batching_file(cfg, work / "batching.txt"))
-
-    def prepare(layout: Any) -> Any:
-        launch = base.prepare(layout)
-        argv = list(launch.argv)
-        if flag in argv:  # '--flag value'
-            argv[argv.index(flag) + 1] = value
-        else:  # '--flag=value'
-            argv = [f"{flag}={value}" if a.startswith(flag + "=") else a for a in argv]
-        return replace(launch, argv=argv)
-
-    return {**SERVICES, cfg.framework: replace(base, prepare=prepare)}
+        return {"torchserve": {"model_store": str(torchserve_store(artifacts / "torchserve", cfg, work / "store"))}}
+    return {"tfserving": {"batching_parameters_file": str(tf_batching_file(cfg, work / "batching.txt"))}}
 
 
 def measure(
     cfg: Config, args: argparse.Namespace, out: Path, progress: Progress
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """Start the server on `cfg`, run the rates, stop it; returns (batching entry, points)."""
-    from serving.supervisor import Ports, Stack
+    from supervisor import Ports, Stack
 
     work = Path(tempfile.mkdtemp(prefix="ltb-"))  # short: TorchServe's socket paths are length-capped
-    stack = Stack(work / "run", args.artifacts, Ports.ephemeral(), registry=registry_for(cfg, work, args.artifacts))
+    stack = Stack(work / "run", args.artifacts, Ports.ephemeral())
     points: list[dict[str, Any]] = []
     try:
         with console.status(f"{cfg.name}: starting {cfg.framework}"):
-            stack.up([cfg.framework], timeout=300)
+            stack.up([cfg.framework], timeout=300, options=launch_options(cfg, work, args.artifacts))
         info = from_state(work / "run" / "state.json")
         args.tf_side = info.tf_side  # the run block says what served the TF side, never assumes it
         args.run_dir = info.run_dir

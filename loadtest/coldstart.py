@@ -23,8 +23,9 @@ from typing import Any
 
 from rich.console import Console
 
+from contract import tskeys
 from loadtest.samples import load_reference
-from loadtest.targets import Target, read_inference_key
+from loadtest.targets import Target
 from loadtest.users.codecs import build_calls, is_right, parse_logits
 
 console = Console(stderr=True)
@@ -40,7 +41,7 @@ def _first_correct(t: Target, key_file: Path | None, artifacts: Path, done: thre
         headers = dict(call.headers)
         try:
             if key_file is not None:
-                headers["Authorization"] = "Bearer " + read_inference_key(key_file)
+                headers["Authorization"] = "Bearer " + tskeys.read_key(key_file)
             req = urllib.request.Request(url, call.body, headers, method="POST")
             with urllib.request.urlopen(req, timeout=5) as resp:
                 body = resp.read()
@@ -54,13 +55,13 @@ def _first_correct(t: Target, key_file: Path | None, artifacts: Path, done: thre
 
 def measure_once(framework: str, model: str, artifacts: Path, timeout_s: float = 240.0) -> float:
     """Seconds from spawning `framework` (serving every exported model) to its first correct `model` answer."""
-    from serving.supervisor import Ports, Stack
+    from supervisor import Ports, Stack
 
     work = Path(tempfile.mkdtemp(prefix="ltc-"))  # short: TorchServe's socket paths are length-capped
     ports = Ports.ephemeral()
     port = ports.ts_inference if framework == "torchserve" else ports.tf_rest
     t = Target(framework, "rest", "direct", model, "127.0.0.1", port)
-    key_file = work / "run" / "torchserve" / "key_file.json" if framework == "torchserve" else None
+    key_file = tskeys.key_file_in(work / "run") if framework == "torchserve" else None
     stack = Stack(work / "run", artifacts, ports)
     done, result = threading.Event(), dict[str, float]()
     poller = threading.Thread(target=_first_correct, args=(t, key_file, artifacts, done, result), daemon=True)

@@ -26,9 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from contract import tskeys
 from loadtest.samples import load_reference
 from loadtest.stack import discover
-from loadtest.targets import Target, read_inference_key
+from loadtest.targets import Target
 from loadtest.users.codecs import build_calls
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
@@ -145,7 +146,7 @@ def check_at_capacity(
     call = build_calls(t, load_reference(t.model, artifacts), 1, limit=1)[0]
     headers = dict(call.headers)
     if t.framework == "torchserve":
-        headers["Authorization"] = "Bearer " + read_inference_key(run_dir / "torchserve" / "key_file.json")
+        headers["Authorization"] = "Bearer " + tskeys.read_key(tskeys.key_file_in(run_dir))
     theirs = hey(t, call.body, headers, float(point["load"]["rate_rps"]), seconds)
     ours = point["latency_ms"]["from_schedule"]
     diff = abs(ours["p99"] - theirs["p99"]) / theirs["p99"] if theirs["p99"] and ours["p99"] else None
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     call = build_calls(t, load_reference(model, args.artifacts), 1, limit=1)[0]
     headers = dict(call.headers)
     if fw == "torchserve":
-        headers["Authorization"] = "Bearer " + read_inference_key(stack.run_dir / "torchserve" / "key_file.json")
+        headers["Authorization"] = "Bearer " + tskeys.read_key(tskeys.key_file_in(stack.run_dir))
     seconds = 18  # the harness's default point: 3 s warm-up + 15 s measured
     rows = []
     for c in (int(x) for x in args.concurrency.split(",")):

@@ -2,7 +2,7 @@
 
 One user per process drives one point (see loadtest/users/). `python -m loadtest.run` builds these command
 lines for every point of a sweep; running Locust by hand works the same way, e.g.
-  locust -f loadtest/locustfile.py RestUser --headless -u 2 -r 2 --processes 2 -H http://127.0.0.1:8080 \\
+  locust -f loadtest/locustfile.py RestUser --headless -u 2 -r 2 --processes 2 -H http://127.0.0.1:<TS REST port> \\
       --lt-target torchserve-rest-direct:digits --lt-rate 100 --lt-out results/manual/point.json
 """
 

@@ -15,18 +15,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract import tskeys
+from contract.ports import CONTRACT
+from contract.state import load as read_state
 from loadtest.targets import FRAMEWORKS, PATHS, PROTOCOLS, Target
 
-# Contract ports (docs/contracts.md), by the supervisor's names (serving/supervisor/ports.py).
-CONTRACT_PORTS = {
-    "ts_inference": 8080,
-    "ts_metrics": 8082,
-    "ts_grpc_inference": 7070,
-    "tf_grpc": 8500,
-    "tf_rest": 8501,
-    "gateway_rest": 8000,
-    "gateway_grpc": 8001,
-}
+CONTRACT_PORTS = CONTRACT.as_dict()
+"""The contract ports (`contract.ports`) by name, as the containers publish them."""
 _ENDPOINT = {
     ("torchserve", "rest"): ("torchserve", "ts_inference"),
     ("torchserve", "grpc"): ("torchserve", "ts_grpc_inference"),
@@ -53,7 +48,7 @@ class StackInfo:
     tf_side: str
     """'standin' (natively) or 'real' (TF Serving's own binary, compose)."""
     run_dir: Path
-    """Where TorchServe's key file lives: `<run_dir>/torchserve/key_file.json`."""
+    """Where TorchServe's key file lives (`contract.tskeys.key_file_in`)."""
     state_file: Path | None = None
     notes: list[str] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)
@@ -123,24 +118,23 @@ def _client_host(bind: str) -> str:
 
 
 def from_state(state_file: Path) -> StackInfo:
-    """The native stack recorded by `python -m serving.supervisor up` (raises when nothing runs)."""
-    if not state_file.is_file():
+    """The native stack recorded by `python -m supervisor up` (raises when nothing runs)."""
+    state = read_state(state_file)
+    if state is None:
         raise FileNotFoundError(f"{state_file} does not exist: start the stack with `make up` first")
-    state = json.loads(state_file.read_text(encoding="utf-8"))
-    services = {name for name, svc in state.get("services", {}).items() if svc.get("ready", True)}
-    if not services:
+    ready = state.ready_services()
+    if not ready:
         raise RuntimeError(f"{state_file} records no ready service: run `make up`")
-    host = _client_host(str(state.get("host", "127.0.0.1")))
-    tf_kind = state.get("tf_side") or state.get("services", {}).get("tfserving", {}).get("kind")
+    host = _client_host(state.host)
     return StackInfo(
         source="native",
         hosts=dict.fromkeys(("torchserve", "tfserving", "gateway"), host),
-        ports={**CONTRACT_PORTS, **{k: int(v) for k, v in state.get("ports", {}).items()}},
-        services=frozenset(services),
-        tf_side="standin" if tf_kind in ("standin", None) else "real",
-        run_dir=Path(state.get("run_dir", state_file.parent)),
+        ports=state.ports.as_dict(),
+        services=frozenset(ready),
+        tf_side="standin" if state.tf_side in ("standin", None) else "real",
+        run_dir=Path(state.run_dir),
         state_file=state_file,
-        pids={n: int(svc["pid"]) for n, svc in state.get("services", {}).items() if n in services and "pid" in svc},
+        pids={name: svc.process.pid for name, svc in ready.items()},
     )
 
 
@@ -187,20 +181,20 @@ def from_compose(run_dir: Path = Path("run")) -> StackInfo:
 
 
 def refresh_compose_key(run_dir: Path, project: str = "twinserve") -> bool:
-    """Copy TorchServe's current key file out of its container to `<run_dir>/torchserve/key_file.json` (the keys
+    """Copy TorchServe's current key file out of its container to `contract.tskeys.key_file_in(run_dir)` (the keys
     rotate in the container; direct TorchServe targets read this copy). False when no engine answers."""
     docker = shutil.which("docker")
     if docker is None:
         return False
     done = subprocess.run(
-        [docker, "compose", "-p", project, "exec", "-T", "torchserve", "cat", "key_file.json"],
+        [docker, "compose", "-p", project, "exec", "-T", "torchserve", "cat", tskeys.FILE_NAME],
         check=False,
         capture_output=True,
         timeout=60,
     )
     if done.returncode != 0 or not done.stdout.strip():
         return False
-    key = run_dir / "torchserve" / "key_file.json"
+    key = tskeys.key_file_in(run_dir)
     key.parent.mkdir(parents=True, exist_ok=True)
     partial = key.with_suffix(".partial")
     partial.write_bytes(done.stdout)

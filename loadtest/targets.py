@@ -7,23 +7,25 @@ Ports follow docs/contracts.md; everything is on loopback unless `host` says oth
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from contract import tskeys
+from contract.ports import CONTRACT
 
 FRAMEWORKS = ("torchserve", "tfserving")
 PROTOCOLS = ("rest", "grpc")
 PATHS = ("direct", "gateway")
 PORTS = {
-    ("torchserve", "rest", "direct"): 8080,
-    ("torchserve", "grpc", "direct"): 7070,
-    ("tfserving", "rest", "direct"): 8501,
-    ("tfserving", "grpc", "direct"): 8500,
-    ("gateway", "rest"): 8000,
-    ("gateway", "grpc"): 8001,
+    ("torchserve", "rest", "direct"): CONTRACT.ts_inference,
+    ("torchserve", "grpc", "direct"): CONTRACT.ts_grpc_inference,
+    ("tfserving", "rest", "direct"): CONTRACT.tf_rest,
+    ("tfserving", "grpc", "direct"): CONTRACT.tf_grpc,
+    ("gateway", "rest"): CONTRACT.gateway_rest,
+    ("gateway", "grpc"): CONTRACT.gateway_grpc,
 }
-KEY_FILE = Path("run/torchserve/key_file.json")
+"""Each target's contract port (`contract.ports`), by (framework, protocol, path) and (gateway, protocol)."""
+KEY_FILE = tskeys.key_file_in(Path("run"))
 
 
 @dataclass(frozen=True)
@@ -115,29 +117,13 @@ def expand(patterns: list[str], models: list[str]) -> list[Target]:
     return out
 
 
-# TorchServe 0.12 answers a wrong, expired or missing key over gRPC with PERMISSION_DENIED, details "Token
-# Authorization failed. Token either incorrect, expired, or not provided correctly" (test_grpc_stale_key.py);
-# UNAUTHENTICATED is kept in case a later release answers with the code meant for it.
-STALE_KEY_GRPC_CODES = frozenset({"PERMISSION_DENIED", "UNAUTHENTICATED"})
-
-
-def grpc_key_rejected(code: Any) -> bool:
-    """Whether a gRPC status code (a `grpc.StatusCode`) is TorchServe refusing our key: re-read the key file."""
-    return getattr(code, "name", None) in STALE_KEY_GRPC_CODES
-
-
-def read_inference_key(key_file: Path = KEY_FILE) -> str:
-    """TorchServe's current inference token (re-read after a 401, or a 400 InvalidKeyException: keys expire)."""
-    return str(json.loads(key_file.read_text(encoding="utf-8"))["inference"]["key"])
-
-
 def bearer_for(t: Target, key_file: Path) -> str:
     """The token a request to `t` carries, '' for none: TorchServe's inference key for its direct targets; for
     gateway targets the gateway's API key, which `make up` writes beside TorchServe's (`<run>/gateway/api_key`)
     when the gateway is reachable beyond loopback and so requires one."""
     if (t.framework, t.path) == ("torchserve", "direct"):
-        return read_inference_key(key_file)
-    gateway_key = key_file.parent.parent / "gateway" / "api_key"
+        return tskeys.read_key(key_file)
+    gateway_key = tskeys.gateway_api_key_in(key_file.parent.parent)
     if t.path == "gateway" and gateway_key.is_file():
         return gateway_key.read_text(encoding="utf-8").strip()
     return ""

@@ -1,6 +1,6 @@
 """A fault-injecting TCP proxy (asyncio) to put in front of a real server: pass, delay, drop, reset, blackhole.
 
-`python -m reliability.faultproxy --listen 9000 --upstream 127.0.0.1:8501 --mode delay --delay-s 2`
+`python -m reliability.faultproxy --listen 9000 --upstream 127.0.0.1:<TF REST port> --mode delay --delay-s 2`
 """
 
 from __future__ import annotations

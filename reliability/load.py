@@ -12,10 +12,11 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
+import numpy as np
 import requests
 
+from contract import v2
 from loadtest.recorder import Recorder
 from loadtest.schedule import Schedule
 
@@ -124,9 +125,6 @@ def run(
 
 
 def digits_body(rows: int = 1) -> bytes:
-    """A valid v2 JSON body for `digits` (deterministic pixels)."""
-    import json
-
-    data = [((i * 7) % 17) / 16 for i in range(64 * rows)]
-    body: dict[str, Any] = {"inputs": [{"name": "input", "shape": [rows, 1, 8, 8], "datatype": "FP32", "data": data}]}
-    return json.dumps(body).encode()
+    """A valid v2 JSON body for `digits` (deterministic pixels, exact in float32)."""
+    pixels = np.asarray([((i * 7) % 17) / 16 for i in range(64 * rows)], dtype=np.float32).reshape(rows, 1, 8, 8)
+    return v2.infer_json({"input": pixels})

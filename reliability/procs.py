@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +12,11 @@ from pathlib import Path
 import psutil
 import requests
 
-from serving.supervisor.errors import PortBusyError
-from serving.supervisor.ports import free_ports
-from serving.supervisor.stack import Stack
+from contract import gateway_env
+from contract.ports import Ports, free_ports
+from supervisor.errors import PortBusyError
+from supervisor.processes import spawn
+from supervisor.stack import Stack
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts"
@@ -23,8 +24,6 @@ ARTIFACTS = REPO / "artifacts"
 
 def start_stacks(run_dir: Path, artifacts: Path = ARTIFACTS, timeout: float = 240) -> Stack:
     """Real TorchServe and the TF Serving stand-in on ephemeral ports, in `run_dir`."""
-    from serving.supervisor.ports import Ports
-
     stack = Stack(run_dir, artifacts, Ports.ephemeral())
     try:
         stack.up(["torchserve", "tfserving"], timeout=timeout)
@@ -79,31 +78,14 @@ class GatewayProcess:
 
     def start(self, timeout: float = 60.0) -> GatewayProcess:
         """Start and wait for /v2/health/ready."""
-        from serving.supervisor import gateway as gw
+        from gateway import launch as gw
 
         rest, grpc_port = free_ports(2)
-        env = {**os.environ, **gw.environment(self.stack.layout)}
-        env.update(
-            {
-                "TWINSERVE_SERVER__HOST": "127.0.0.1",
-                "TWINSERVE_SERVER__PORT": str(rest),
-                "TWINSERVE_SERVER__GRPC_PORT": str(grpc_port),
-                "TWINSERVE_TELEMETRY__LOG_LEVEL": "INFO",
-                **self.env,
-            }
-        )
+        ours = {"server": {"host": "127.0.0.1", "port": rest, "grpc_port": grpc_port}}
+        ours["telemetry"] = {"log_level": "INFO"}
+        launch = gw.prepare(self.stack.layout, env={**gateway_env.to_env(ours), **self.env})
         self.log_path = self.log_path or self.stack.layout.run_dir / "logs" / f"gateway-{rest}.log"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway"],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.proc, _ = spawn(launch, self.log_path, os.environ)
         self.url, self.grpc_port = f"http://127.0.0.1:{rest}", grpc_port
         deadline = time.monotonic() + timeout
         while True:

@@ -11,7 +11,7 @@ import requests
 
 from reliability import load, procs
 from reliability.faultproxy import FaultProxy
-from serving.supervisor.stack import Stack
+from supervisor.stack import Stack
 
 OTHER = {"torchserve": "tfserving", "tfserving": "torchserve"}
 CIRCUIT = "twinserve_gateway_circuit_state"

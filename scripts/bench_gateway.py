@@ -32,8 +32,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from gateway._generated import twinserve_kserve_pb2 as kserve  # noqa: E402
-from gateway._generated import twinserve_torchserve_pb2 as ts_pb2  # noqa: E402
+from contract import tskeys, v2  # noqa: E402
+from contract._generated import twinserve_kserve_pb2 as kserve  # noqa: E402
+from contract._generated import twinserve_torchserve_pb2 as ts_pb2  # noqa: E402
+from contract.state import load as read_state  # noqa: E402
 from loadtest.recorder import Recorder  # noqa: E402
 from loadtest.schedule import Schedule  # noqa: E402
 
@@ -62,9 +64,7 @@ def sample() -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def v2_body(x: np.ndarray) -> bytes:
-    return json.dumps(
-        {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
-    ).encode()
+    return v2.infer_json({"input": x})
 
 
 def rest_gateway(session: aiohttp.ClientSession, url: str, x: np.ndarray, backend: str) -> Send:
@@ -83,10 +83,7 @@ def rest_gateway(session: aiohttp.ClientSession, url: str, x: np.ndarray, backen
 
 def model_infer_request(x: np.ndarray) -> kserve.ModelInferRequest:
     """A v2 gRPC ModelInfer request for digits with `x` as raw little-endian float32."""
-    request = kserve.ModelInferRequest(model_name="digits")
-    request.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
-    request.raw_input_contents.append(x.astype("<f4").tobytes())
-    return request
+    return v2.model_infer_request("digits", {"input": x.astype(np.float32)})
 
 
 def grpc_gateway(channel: grpc.aio.Channel, x: np.ndarray, backend: str) -> Send:
@@ -108,7 +105,8 @@ def grpc_gateway(channel: grpc.aio.Channel, x: np.ndarray, backend: str) -> Send
 
 def key_reader(key_file: Path | None) -> Callable[[], str | None]:
     """TorchServe's inference key, re-read on every call (it may be refreshed; the file is tiny)."""
-    return lambda: json.loads(key_file.read_text())["inference"]["key"] if key_file else None
+    keys = tskeys.KeyFile(key_file) if key_file else None
+    return lambda: keys.key() if keys else None
 
 
 def rest_torchserve(session: Any, url: str, x: np.ndarray, key: Callable[[], str | None]) -> Send:
@@ -276,13 +274,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         plan: list[tuple[str, Send, list[Target]]] = []  # (group, backend probe, targets)
         if "stacks" in groups:
-            from serving.supervisor import state as state_file
-
-            current = state_file.load(Path(args.run_dir) / "state.json")
+            current = read_state(Path(args.run_dir) / "state.json")
             if current is None or "gateway" not in current.services:
                 raise SystemExit(f"no gateway recorded in {args.run_dir}/state.json: run `make up` first")
             p = current.ports
-            key = key_reader(Path(args.run_dir) / "torchserve" / "key_file.json")
+            key = key_reader(tskeys.key_file_in(Path(args.run_dir)))
             ts_channel = grpc.aio.insecure_channel(f"127.0.0.1:{p.ts_grpc_inference}")
             gw_channel = grpc.aio.insecure_channel(f"127.0.0.1:{p.gateway_grpc}")
             channels += [ts_channel, gw_channel]

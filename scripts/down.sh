@@ -9,7 +9,7 @@ DOCKER=${DOCKER:-docker}
 # Containers and networks of the compose project (scripts/compose.sh down); volumes are kept.
 DOCKER=$DOCKER PY=$PY bash scripts/compose.sh down
 if [ -x "$PY" ]; then
-  "$PY" -m serving.supervisor down
+  "$PY" -m supervisor down
 else
   echo "nothing to stop natively (no $PY)"
 fi

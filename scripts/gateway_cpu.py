@@ -40,7 +40,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from gateway._generated import twinserve_kserve_pb2 as kserve  # noqa: E402
+from contract._generated import twinserve_kserve_pb2 as kserve  # noqa: E402
 from scripts.bench_gateway import free_port, model_infer_request, stop_process  # noqa: E402
 
 PHASES = ("idle", "rest", "grpc", "mixed", "direct")

@@ -16,7 +16,7 @@ BIND=${TWINSERVE_BIND:-127.0.0.1}
 native() {
   echo "$1: starting natively; TF Serving is a stand-in"
   # the supervisor makes the gateway's API key itself when the host is not loopback
-  exec "$PY" -m serving.supervisor up --artifacts "$ARTIFACTS" ${TWINSERVE_BIND:+--host "$BIND"}
+  exec "$PY" -m supervisor up --artifacts "$ARTIFACTS" ${TWINSERVE_BIND:+--host "$BIND"}
 }
 
 STACK=${STACK:-auto}

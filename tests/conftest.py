@@ -36,8 +36,8 @@ class NativeStack:
 @pytest.fixture(scope="session")
 def native_stack(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
     """Start TorchServe and the TF Serving stand-in once for the whole session, stop them at the end."""
-    from serving.supervisor.ports import Ports
-    from serving.supervisor.stack import Stack
+    from contract.ports import Ports
+    from supervisor.stack import Stack
 
     run_dir = tmp_path_factory.mktemp("run")
     ports = Ports.ephemeral()

@@ -11,7 +11,7 @@ PART_OF = "twinserve"
 MODEL_PVC = "twinserve-models"
 """The claim holding `make k8s-artifacts`' layout (plain Deployments mount it; KServe reads it as pvc://)."""
 KEYS_SECRET = "torchserve-keys"
-"""The Secret the TorchServe key publisher writes key_file.json into; rendered empty, never with a key."""
+"""The Secret the TorchServe key publisher writes its key file into; rendered empty, never with a key."""
 RUN_AS = 10001
 """uid of the TorchServe, gateway and Locust images (Dockerfiles): the key file is readable by that uid only."""
 PROMETHEUS_LABEL = {"app.kubernetes.io/name": "prometheus"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from contract import tskeys
 from deploy.k8s.common import (
     KEYS_SECRET,
     MODEL_PVC,
@@ -32,7 +33,7 @@ from deploy.k8s.sources import Sources
 PUBLISHER = Path(__file__).with_name("publish_keys.py")
 TS_HOME = "/home/model-server"
 TS_KEYS_DIR = f"{TS_HOME}/keys"
-"""TorchServe's working directory in its image, where it writes key_file.json (serving/torchserve/Dockerfile)."""
+"""TorchServe's working directory in its image, where it writes its key file (serving/torchserve/Dockerfile)."""
 ACCOUNT_DIR = "/var/run/twinserve/api"
 """Where the publisher (only) finds its projected ServiceAccount token and the cluster CA."""
 TF_UID = 10002
@@ -83,7 +84,7 @@ def torchserve(src: Sources) -> list[dict[str, Any]]:
         "imagePullPolicy": "IfNotPresent",
         "command": ["python3", "/opt/twinserve/publish_keys.py"],
         "env": [
-            {"name": "KEY_FILE", "value": f"{TS_KEYS_DIR}/key_file.json"},
+            {"name": "KEY_FILE", "value": f"{TS_KEYS_DIR}/{tskeys.FILE_NAME}"},
             {"name": "SECRET_NAME", "value": KEYS_SECRET},
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
             {"name": "ACCOUNT_DIR", "value": ACCOUNT_DIR},

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 
+from contract.ports import Ports
 from models.specs import SPECS
-from serving.supervisor.ports import Ports
 
 REPO = Path(__file__).resolve().parents[2]
 _DEFAULTED = re.compile(r"\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}")

@@ -3,9 +3,10 @@
 `ping`: GET /ping with the current inference key (token auth covers /ping too); healthy only on "Healthy".
 `rotate`: TorchServe never renews a key by itself, so once `token_expiration_min` passes every client gets 401
 for good. This loop asks the token API (API key, management port) for fresh inference and management keys every
-half lifetime; clients re-read key_file.json on 401, as docs/contracts.md says.
+half lifetime; clients re-read the key file on 401, as docs/contracts.md says.
 
-Runs on the image's own Python (3.8+ in the 0.12.0 images) with the standard library only.
+Runs on the image's own Python with the standard library and twinserve's `contract` package (copied beside this
+file in the image; on PYTHONPATH natively), whose key reader and contract ports every client shares.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from contract.ports import CONTRACT
+from contract.tskeys import FILE_NAME
+from contract.tskeys import read_key as _read_key
+
 CONFIG = Path("/home/model-server/config.properties")
-KEY_FILE = Path("/home/model-server/keys/key_file.json")
+KEY_FILE = Path("/home/model-server/keys") / FILE_NAME
 RETRY_S = 30.0
 
 
@@ -39,13 +44,13 @@ def setting(name: str, default: str, config: Path = CONFIG) -> str:
 
 
 def local_url(address: str, path: str) -> str:
-    """`http://0.0.0.0:8080` -> `http://127.0.0.1:8080<path>` (a wildcard bind is reached through loopback)."""
+    """`http://0.0.0.0:<port>` -> `http://127.0.0.1:<port><path>` (a wildcard bind is reached through loopback)."""
     return address.rstrip("/").replace("://0.0.0.0", "://127.0.0.1") + path
 
 
 def read_key(kind: str, key_file: Path = KEY_FILE) -> str:
     """The current `kind` key ("inference", "management" or "API")."""
-    return str(json.loads(key_file.read_text())[kind]["key"])
+    return _read_key(key_file, kind)
 
 
 def get(url: str, key: str, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -65,7 +70,7 @@ def ping(key_file: Path = KEY_FILE, config: Path = CONFIG) -> int:
     except (OSError, ValueError, KeyError, TypeError) as err:
         print(f"no inference key in {key_file} yet: {err!r}")
         return 1
-    url = local_url(setting("inference_address", "http://127.0.0.1:8080", config), "/ping")
+    url = local_url(setting("inference_address", f"http://127.0.0.1:{CONTRACT.ts_inference}", config), "/ping")
     try:
         status, body = get(url, key)
     except OSError as err:
@@ -80,8 +85,9 @@ def ping(key_file: Path = KEY_FILE, config: Path = CONFIG) -> int:
 
 
 def renew(kind: str, key_file: Path = KEY_FILE, config: Path = CONFIG) -> None:
-    """Ask TorchServe for a new `kind` key; it rewrites key_file.json. Raises OSError/ValueError on failure."""
-    url = local_url(setting("management_address", "http://127.0.0.1:8081", config), f"/token?type={kind}")
+    """Ask TorchServe for a new `kind` key; it rewrites the key file. Raises OSError/ValueError on failure."""
+    address = setting("management_address", f"http://127.0.0.1:{CONTRACT.ts_management}", config)
+    url = local_url(address, f"/token?type={kind}")
     status, body = get(url, read_key("API", key_file))
     if status != 200:
         raise ValueError(f"token API answered {status}: {body[:200]!r}")

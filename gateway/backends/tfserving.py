@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from gateway._generated import twinserve_tfserving_pb2 as tf_pb2
+from contract._generated import twinserve_tfserving_pb2 as tf_pb2
 from gateway.backends.base import Backend, map_http_error
 from gateway.errors import UpstreamError
 from gateway.metadata import ModelMetadata, TensorMeta

@@ -12,7 +12,8 @@ import grpc
 import numpy as np
 from google.protobuf import empty_pb2
 
-from gateway._generated import twinserve_torchserve_pb2 as ts_pb2
+from contract import tskeys
+from contract._generated import twinserve_torchserve_pb2 as ts_pb2
 from gateway.backends.base import Backend, map_grpc_error, map_http_error, probe_inputs
 from gateway.errors import UpstreamError
 from gateway.metadata import ModelMetadata, TensorMeta
@@ -23,13 +24,6 @@ log = logging.getLogger(__name__)
 
 # Our messages live in a private proto package; only the method path and field numbers go on the wire.
 SERVICE = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/"
-# TorchServe 0.12 answers a bad or expired key with PERMISSION_DENIED over gRPC (UNAUTHENTICATED kept for safety).
-AUTH_CODES = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
-
-
-def auth_failed(status: int, body: bytes) -> bool:
-    """Whether TorchServe rejected our key: 401, or 0.12's `400 {"type": "InvalidKeyException"}`."""
-    return status == 401 or (status == 400 and b"InvalidKeyException" in body)
 
 
 class TorchServeBackend(Backend):
@@ -40,7 +34,7 @@ class TorchServeBackend(Backend):
 
     def __init__(self, settings: TorchServeSettings) -> None:
         super().__init__(settings)
-        self._keys: dict[str, str] = {}
+        self._key_file: tskeys.KeyFile | None = None
         self._probes: dict[str, tuple[str | None, list[InferTensor]]] = {}
         """Per model: the version and batch-of-1 input that proved its signature, reused as health check."""
 
@@ -58,18 +52,17 @@ class TorchServeBackend(Backend):
         )
 
     def token(self, reload: bool = False, kind: str = "inference") -> str | None:
-        """The `kind` key from key_file.json, cached; `reload` re-reads it (keys expire and get renewed)."""
+        """The `kind` key from TorchServe's key file (cached until the file changes); `reload` re-reads it after
+        TorchServe refused the last one (keys expire and get renewed)."""
         path: Path | None = self.settings.key_file
         if path is None:
             return None
-        if reload or kind not in self._keys:
-            try:
-                self._keys[kind] = json.loads(path.read_text())[kind]["key"]
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise UpstreamError(
-                    f"cannot read {kind} key from key file: {type(exc).__name__}", backend=self.name
-                ) from None
-        return self._keys[kind]
+        if self._key_file is None or self._key_file.path != path:
+            self._key_file = tskeys.KeyFile(path)
+        try:
+            return self._key_file.key(kind, reload=reload)
+        except tskeys.KeyFileError:  # the message names a server path: keep it out of the client's answer
+            raise UpstreamError(f"cannot read {kind} key from key file", backend=self.name) from None
 
     def _version(self, version: str | None) -> str:
         return self.settings.version_format.format(version=version) if version else ""
@@ -90,7 +83,7 @@ class TorchServeBackend(Backend):
                 )
             else:
                 status, body = await self._rest_call(model, version, payload, raw, token, request_id)
-            if not auth_failed(status, body):
+            if not tskeys.rejected(status, body):
                 break
             log.warning(
                 "torchserve rejected the inference key; re-reading the key file",
@@ -137,7 +130,7 @@ class TorchServeBackend(Backend):
         try:
             response = await self._predict(request, timeout=timeout_s, metadata=metadata)
         except grpc.aio.AioRpcError as err:
-            if err.code() in AUTH_CODES:
+            if tskeys.grpc_rejected(err.code()):
                 return 401, b""
             raise map_grpc_error(self.name, err) from None
         return grpc_answer_status(response.prediction), response.prediction
@@ -181,7 +174,7 @@ class TorchServeBackend(Backend):
             timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
             async with self.http.get(url, headers=headers, timeout=timeout) as resp:
                 body = await resp.read()
-            if auth_failed(resp.status, body):
+            if tskeys.rejected(resp.status, body):
                 continue
             if resp.status != 200:
                 return False
@@ -197,7 +190,7 @@ class TorchServeBackend(Backend):
                 try:
                     reply = await self._ping_rpc(empty_pb2.Empty(), timeout=self.settings.timeout_s, metadata=md)
                 except grpc.aio.AioRpcError as err:
-                    if err.code() in AUTH_CODES:
+                    if tskeys.grpc_rejected(err.code()):
                         continue
                     return False
                 return "healthy" in reply.health.lower()
@@ -207,7 +200,7 @@ class TorchServeBackend(Backend):
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
             ) as resp:
-                if auth_failed(resp.status, await resp.read()):
+                if tskeys.rejected(resp.status, await resp.read()):
                     continue
                 return resp.status == 200
         return False

@@ -20,6 +20,7 @@ import gevent
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
+from contract import tskeys
 from loadtest.drive import Send
 from loadtest.generator import GeneratorMonitor
 from loadtest.targets import Target
@@ -88,7 +89,7 @@ class UISession:
             batch=c.batch,
             timeout_s=c.timeout_s,
             artifacts=self.catalog.artifacts,
-            key_file=self.catalog.stack.run_dir / "torchserve" / "key_file.json",
+            key_file=tskeys.key_file_in(self.catalog.stack.run_dir),
         )
         return Driver(cfg)
 

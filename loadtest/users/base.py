@@ -14,6 +14,7 @@ from pathlib import Path
 
 import gevent
 
+from contract import tskeys
 from loadtest.drive import Send, run_closed_loop, run_open_loop
 from loadtest.recorder import Recorder
 from loadtest.samples import load_reference
@@ -58,7 +59,7 @@ class LoadConfig:
             o.lt_timeout,
             Path(o.lt_artifacts),
             Path(o.lt_out) if o.lt_out else None,
-            Path(o.lt_run_dir) / "torchserve" / "key_file.json",
+            tskeys.key_file_in(Path(o.lt_run_dir)),
         )
 
 

@@ -15,8 +15,9 @@ import grpc
 from grpc.experimental import gevent as grpc_gevent
 from locust import User, task
 
+from contract import tskeys
 from loadtest.drive import Outcome, Result
-from loadtest.targets import bearer_for, grpc_key_rejected
+from loadtest.targets import bearer_for
 from loadtest.users.base import Driver
 from loadtest.users.codecs import parse_server_timing
 from loadtest.users.coordination import coordinator
@@ -68,7 +69,7 @@ class GrpcUser(User):
             timings = parse_server_timing(trailer if isinstance(trailer, str) else None)
         except grpc.RpcError as error:
             exc = error
-            if self.token and grpc_key_rejected(error.code()):
+            if self.token and tskeys.grpc_rejected(error.code()):
                 self.token = bearer_for(self.driver.cfg.target, self.driver.cfg.key_file)  # renewed; next send uses it
         self.environment.events.request.fire(
             request_type="grpc",

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway._generated import twinserve_kserve_pb2 as pb
+from contract._generated import twinserve_kserve_pb2 as pb
 from gateway.codec_v2 import decode_inputs, parse_body, requested_outputs
 from gateway.errors import InvalidArgument
 from gateway.grpc_server import Unparseable, _parser, decode_request

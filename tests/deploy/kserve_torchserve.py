@@ -30,8 +30,8 @@ from typing import Any
 
 import httpx
 
+from contract.ports import free_ports
 from deploy.k8s.kserve import STORAGE_TS
-from serving.supervisor.ports import free_ports
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import grpc
 import pytest
 import requests
 
-from gateway._generated import twinserve_torchserve_pb2 as pb
+from contract._generated import twinserve_torchserve_pb2 as pb
 from loadtest.servermetrics import TS_INFERENCE_US, TS_QUEUE_US, TS_REQUESTS, counters
 from tests.deploy.conftest import REPO
 

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 import yaml
 
+from contract.ports import Ports
 from gateway.exposure import refusal
 from gateway.settings import Settings
 from gateway.telemetry import Metrics
 from loadtest import targets as lt_targets
 from models.specs import SPECS
-from serving.supervisor.ports import Ports
-from serving.supervisor.torchserve import WORKER_ENV
-from serving.supervisor.torchserve_config import read_properties
+from serving.torchserve.launch import WORKER_ENV
+from serving.torchserve.launch_config import read_properties
 from tests.deploy import checks
 from tests.deploy.checks import Instruction
 from tests.deploy.conftest import REPO, STANDIN
@@ -370,7 +370,7 @@ def test_dashboard_shows_each_servers_own_metrics() -> None:
 def test_torchserve_workers_get_the_same_environment_natively_and_in_the_image(
     dockerfiles: dict[str, list[Instruction]],
 ) -> None:
-    """The native launch adds WORKER_ENV (tests/serving/supervisor checks it); the image must set it too."""
+    """The native launch adds WORKER_ENV (tests/supervisor checks it); the image must set it too."""
     env: dict[str, str] = {}
     for ins in dockerfiles["torchserve"]:
         if ins.keyword == "ENV":

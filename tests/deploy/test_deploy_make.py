@@ -31,7 +31,7 @@ esac
 FAKE_PY = """#!/bin/sh
 echo "py $*" >> "$FAKE_LOG"
 """
-NATIVE_UP = "py -m serving.supervisor up --artifacts {artifacts}"
+NATIVE_UP = "py -m supervisor up --artifacts {artifacts}"
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_no_docker_command_starts_natively(tmp_path: Path) -> None:
 def test_engine_without_compose_v2_starts_natively(tmp_path: Path) -> None:
     done, calls = run("up.sh", tmp_path, FAKE_COMPOSE_RC="1")
     assert "Docker Compose v2 is missing" in done.stdout
-    assert calls[-1].startswith("py -m serving.supervisor up")
+    assert calls[-1].startswith("py -m supervisor up")
 
 
 @pytest.mark.parametrize(
@@ -208,13 +208,13 @@ def test_down_stops_compose_and_native(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     files = "-f docker-compose.yml -f docker-compose.standin.yml"
     assert f"docker compose {files} --profile observe down --remove-orphans" in calls
-    assert calls[-1] == "py -m serving.supervisor down"
+    assert calls[-1] == "py -m supervisor down"
 
 
 def test_down_without_engine_stops_native_only(tmp_path: Path) -> None:
     _, calls = run("down.sh", tmp_path, FAKE_INFO_RC="1")
     assert not any(c.startswith("docker compose") for c in calls)
-    assert calls[-1] == "py -m serving.supervisor down"
+    assert calls[-1] == "py -m supervisor down"
 
 
 def test_make_targets_call_the_scripts() -> None:

@@ -145,7 +145,8 @@ def ts_fake(status: str = "Healthy", renewed: list[str] | None = None) -> Callab
 
 def run_ping(key_file: Path, config: Path) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, str(TS_KEYS), "ping", str(key_file), str(config)]
-    return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=30)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # the image has the contract package beside the script
+    return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=30, env=env)
 
 
 def test_ts_ping_is_healthy_with_the_inference_key(torchserve_files: Callable[[int], tuple[Path, Path]]) -> None:

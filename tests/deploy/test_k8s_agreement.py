@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from contract.ports import Ports
 from deploy.k8s.kserve import TF_NAMESPACE, TS_NAMESPACE
 from deploy.k8s.render import Options, load_all, render
 from deploy.k8s.sources import read_batching_parameters, read_properties
@@ -20,7 +21,6 @@ from deploy.k8s.storage import lay_out
 from gateway.backends import KServeV1Backend, PerModelBackend, TFServingBackend, build_backends
 from gateway.settings import Settings
 from models.specs import SPECS
-from serving.supervisor.ports import Ports
 from tests.deploy.checks import textproto_values
 from tests.deploy.conftest import CPU, DEFAULT, REPO
 

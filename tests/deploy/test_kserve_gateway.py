@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import requests
 
+from contract.ports import free_ports
 from gateway.settings import Settings
-from serving.supervisor.ports import free_ports
 from tests.conftest import NativeStack
 from tests.deploy.kserve_torchserve import KServeTorchServe
 from tests.gateway.gateway_harness import serve

@@ -16,7 +16,7 @@ import requests
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from gateway._generated import twinserve_torchserve_pb2 as ts_pb2
+from contract._generated import twinserve_torchserve_pb2 as ts_pb2
 
 pytestmark = pytest.mark.e2e
 PREDICTIONS = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"

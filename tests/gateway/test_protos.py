@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from gateway._generated import twinserve_kserve_pb2 as kserve
-from gateway._generated import twinserve_tfserving_pb2 as tfs
-from gateway._generated import twinserve_torchserve_pb2 as ts
+from contract._generated import twinserve_kserve_pb2 as kserve
+from contract._generated import twinserve_tfserving_pb2 as tfs
+from contract._generated import twinserve_torchserve_pb2 as ts
 
-GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
-PROTOS, GENERATED = GATEWAY / "protos", GATEWAY / "_generated"
+CONTRACT = Path(__file__).resolve().parents[2] / "contract"
+PROTOS, GENERATED = CONTRACT / "protos", CONTRACT / "_generated"
 
 
 def wire_shape(desc: Descriptor, seen: set[str] | None = None) -> dict[int, object]:
@@ -118,7 +118,7 @@ def test_gateway_imports_neither_torch_nor_tensorflow() -> None:
 
 
 def test_committed_generated_code_matches_the_protos(tmp_path: Path) -> None:
-    """gateway/_generated is committed (CI needs no protoc): it must be what protoc makes of gateway/protos."""
+    """contract/_generated is committed (CI needs no protoc): it must be what protoc makes of contract/protos."""
     pytest.importorskip("grpc_tools")
     protos = sorted(PROTOS.glob("*.proto"))
     command = [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", f"--python_out={tmp_path}"]
@@ -127,4 +127,4 @@ def test_committed_generated_code_matches_the_protos(tmp_path: Path) -> None:
     committed = sorted(p.name for p in GENERATED.iterdir() if p.name.endswith(("_pb2.py", "_pb2.pyi")))
     assert made == committed and len(made) == 2 * len(protos)
     stale = [name for name in made if (tmp_path / name).read_bytes() != (GENERATED / name).read_bytes()]
-    assert not stale, f"regenerate with `make protos`: {stale} differ from gateway/protos"
+    assert not stale, f"regenerate with `make protos`: {stale} differ from contract/protos"

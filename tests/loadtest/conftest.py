@@ -39,7 +39,7 @@ def gateway_stack() -> Iterator[Path]:
     root = Path(__file__).resolve().parents[2]
     if not (root / "artifacts" / "manifest.json").exists():
         pytest.fail("artifacts/manifest.json is missing: run `make export` (make test does it for you)")
-    from serving.supervisor import SERVICES, Ports, Stack
+    from supervisor import SERVICES, Ports, Stack
 
     services = [s for s in ("torchserve", "tfserving", "gateway") if s in SERVICES]
     run_dir = Path(tempfile.mkdtemp(prefix="lts-"))

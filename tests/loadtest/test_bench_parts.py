@@ -38,8 +38,11 @@ def _state(tmp_path: Path, services: dict[str, dict]) -> Path:
     path = tmp_path / "state.json"
     ports = {"ts_inference": 1001, "ts_metrics": 1003, "ts_grpc_inference": 1004, "tf_grpc": 1005}
     ports |= {"tf_rest": 1006, "gateway_rest": 1007, "gateway_grpc": 1008}
-    doc = {"version": 1, "run_dir": str(tmp_path), "host": "0.0.0.0", "tf_side": "standin", "ports": ports}
-    path.write_text(json.dumps(doc | {"services": services}), encoding="utf-8")
+    doc = {"version": 1, "run_dir": str(tmp_path), "artifacts": "", "host": "0.0.0.0", "ports": ports}
+    record = {"label": "", "pid": 1, "create_time": 0.0, "argv": [], "cwd": "/", "ports": {}}
+    record |= {"log": "", "started_at": ""}
+    full = {name: record | svc for name, svc in services.items()}  # state.json's full service records
+    path.write_text(json.dumps(doc | {"services": full}), encoding="utf-8")
     return path
 
 

@@ -28,7 +28,7 @@ def stack() -> Iterator[tuple[Path, list[str]]]:
     """The native stack in a short private run dir (TorchServe's socket paths are length-capped)."""
     if not (ARTIFACTS / "manifest.json").exists():
         pytest.skip("artifacts/manifest.json missing: run `make export` first")
-    from serving.supervisor import SERVICES, Ports, Stack
+    from supervisor import SERVICES, Ports, Stack
 
     services = [s for s in ("torchserve", "tfserving", "gateway") if s in SERVICES]
     run_dir = Path(tempfile.mkdtemp(prefix="ltq-"))

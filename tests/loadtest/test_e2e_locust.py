@@ -25,8 +25,8 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]
     """The TF Serving stand-in on free loopback ports, once for this module."""
     if not (ARTIFACTS / "manifest.json").exists():
         pytest.skip("artifacts/manifest.json missing: run `make export` first")
-    stack_mod = pytest.importorskip("serving.supervisor.stack")
-    from serving.supervisor.ports import Ports
+    stack_mod = pytest.importorskip("supervisor.stack")
+    from contract.ports import Ports
 
     ports = Ports.ephemeral()
     stack = stack_mod.Stack(tmp_path_factory.mktemp("run"), ARTIFACTS, ports)

@@ -14,8 +14,8 @@ from typing import Any
 import grpc
 import pytest
 
-from gateway._generated import twinserve_torchserve_pb2 as pb
-from loadtest.targets import grpc_key_rejected
+from contract._generated import twinserve_torchserve_pb2 as pb
+from contract.tskeys import grpc_rejected
 
 ROOT = Path(__file__).resolve().parents[2]
 PREDICTIONS = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
@@ -57,10 +57,10 @@ def test_what_torchserve_answers_a_stale_key_over_grpc(native_stack: Any) -> Non
         for code, details in refusals:
             assert code == grpc.StatusCode.PERMISSION_DENIED, (code, details)  # not UNAUTHENTICATED
             assert "Token Authorization failed" in details and "InvalidKey" not in details
-            assert grpc_key_rejected(code)
+            assert grpc_rejected(code)
         assert call(request, metadata=[("authorization", f"Bearer {native_stack.token()}")], timeout=30).prediction
     for code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
-        assert not grpc_key_rejected(code)
+        assert not grpc_rejected(code)
 
 
 def test_grpc_user_survives_key_renewals_under_load(native_stack: Any, artifacts: Path, tmp_path: Path) -> None:

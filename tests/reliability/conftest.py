@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.supervisor.stack import Stack
+from supervisor.stack import Stack
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from reliability import scenarios
-from serving.supervisor.stack import Stack
+from supervisor.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

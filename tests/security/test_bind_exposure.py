@@ -14,10 +14,10 @@ import pytest
 import requests
 from fastapi.testclient import TestClient
 
+from contract.ports import free_ports
 from gateway.app import create_app
 from gateway.exposure import ALLOW_ENV, is_loopback, metrics_public, refusal
 from gateway.settings import Settings
-from serving.supervisor.ports import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 BASE: dict[str, Any] = {"routes_file": None, "routes": {"models": {}}}

@@ -1,4 +1,4 @@
-"""`python -m serving.tfserving.standin --port 8500 --rest_api_port 8501 --model_config_file ...`"""
+"""`python -m serving.tfserving.standin --port <gRPC port> --rest_api_port <REST port> --model_config_file ...`"""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 from google.protobuf.message import Message
 from tensorflow_serving.config import model_server_config_pb2
 
+from contract.ports import CONTRACT
 from serving.tfserving.standin.errors import ConfigError
 
 CONTAINER_MODELS_ROOT = PurePosixPath("/models")
@@ -83,8 +84,8 @@ def parse_flags(argv: Sequence[str] | None = None) -> Flags:
         description="twinserve TF Serving STAND-IN (not TensorFlow Serving): TF Serving's REST and gRPC APIs "
         "over tf.saved_model.load, for machines that cannot run the real container.",
     )
-    p.add_argument("--port", type=int, default=8500, help="gRPC port")
-    p.add_argument("--rest_api_port", type=int, default=8501, help="REST port, with Prometheus metrics")
+    p.add_argument("--port", type=int, default=CONTRACT.tf_grpc, help="gRPC port")
+    p.add_argument("--rest_api_port", type=int, default=CONTRACT.tf_rest, help="REST port, with Prometheus metrics")
     p.add_argument("--host", default="127.0.0.1", help="address both servers bind (stand-in only)")
     p.add_argument("--rest_api_host", default=None, help="address the REST server binds; defaults to --host")
     p.add_argument("--model_config_file", type=Path, required=True, help="text ModelServerConfig")

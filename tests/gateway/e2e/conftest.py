@@ -21,8 +21,8 @@ def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stacks]:
     """Start TorchServe and the TF Serving stand-in once for the session."""
     if not (ARTIFACTS / "manifest.json").exists():
         pytest.skip("artifacts/manifest.json missing: run `make export` first")
-    supervisor = pytest.importorskip("serving.supervisor.stack")
-    from serving.supervisor.ports import Ports
+    supervisor = pytest.importorskip("supervisor.stack")
+    from contract.ports import Ports
 
     run_dir = tmp_path_factory.mktemp("run")
     ports = Ports.ephemeral()

@@ -18,7 +18,7 @@ import requests
 import tritonclient.grpc as grpcclient
 from e2e_support import REPO, Stacks, metric, wait_for
 
-from serving.supervisor.ports import free_ports
+from contract.ports import free_ports
 
 BODY = {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.5] * 64}]}
 

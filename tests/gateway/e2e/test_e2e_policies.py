@@ -16,7 +16,7 @@ import tritonclient.grpc as grpcclient
 from e2e_support import ARTIFACTS, Stacks, gateway, metric, wait_for
 from gateway_harness import serve
 
-from serving.supervisor.ports import Ports, free_ports
+from contract.ports import Ports, free_ports
 
 BODY = {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.5] * 64}]}
 CIRCUIT = 'twinserve_gateway_circuit_state{backend="tfserving"}'
@@ -116,7 +116,7 @@ def own_tf_side() -> tuple[Ports, Path]:
 
 
 def test_failover_breaker_opens_and_half_open_probe_closes(stacks: Stacks, own_tf_side: tuple[Ports, Path]) -> None:
-    from serving.supervisor.stack import Stack
+    from supervisor.stack import Stack
 
     ports, run = own_tf_side
     tf = Stack(run, ARTIFACTS, ports)
@@ -142,7 +142,7 @@ def test_failover_breaker_opens_and_half_open_probe_closes(stacks: Stacks, own_t
 
 
 def test_health_checks_drop_and_readmit_a_stopped_backend(stacks: Stacks, own_tf_side: tuple[Ports, Path]) -> None:
-    from serving.supervisor.stack import Stack
+    from supervisor.stack import Stack
 
     ports, run = own_tf_side
     tf = Stack(run, ARTIFACTS, ports)
@@ -183,9 +183,8 @@ def test_rejected_key_is_502_naming_torchserve(stacks: Stacks, tmp_path: Path, t
     settings = stacks.settings(ts_protocol=ts_protocol)
     with serve(settings) as gw:
         assert infer(gw.url, **{"X-Backend": "torchserve"}).status_code == 200
-        gw.plane.backends["torchserve"].settings.key_file = stale
         # as if the key had expired with no new one written
-        gw.plane.backends["torchserve"]._keys["inference"] = "stale"
+        gw.plane.backends["torchserve"].settings.key_file = stale
         r = infer(gw.url, **{"X-Backend": "torchserve"})
         assert r.status_code == 502 and r.json()["error"].startswith("torchserve:"), r.text  # not the client's 4xx
 

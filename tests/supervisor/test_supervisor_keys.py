@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from serving.supervisor import keys, torchserve
-from serving.supervisor.layout import REPO_ROOT, Layout
-from serving.supervisor.ports import Ports
-from serving.supervisor.services import DEFAULT_SERVICES, SERVICES
+from contract.ports import Ports
+from serving.torchserve import launch as torchserve
+from serving.torchserve import renewal as keys
+from supervisor.layout import REPO_ROOT, Layout
+from supervisor.services import DEFAULT_SERVICES, SERVICES
 
 
 def test_keys_service_renews_this_runs_key_file_with_the_generated_config(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`python -m serving.supervisor up|down|status`: run the native stack from a shell.
+"""`python -m supervisor up|down|status`: run the native stack from a shell.
 
 Exit status: 0 success; 1 a supervisor error (busy port, missing artifact, service not ready, ...);
 2 bad arguments; for `status`, 1 when a recorded service is down or unhealthy and 3 when nothing is recorded.
@@ -12,11 +12,11 @@ import sys
 
 from rich.console import Console
 
-from serving.supervisor.errors import SupervisorError
-from serving.supervisor.ports import Ports
-from serving.supervisor.services import DEFAULT_SERVICES, SERVICES
-from serving.supervisor.stack import Stack
-from serving.supervisor.summary import print_status, print_up
+from contract.ports import Ports
+from supervisor.errors import SupervisorError
+from supervisor.services import DEFAULT_SERVICES, SERVICES
+from supervisor.stack import Stack
+from supervisor.summary import print_status, print_up
 
 EXIT_NOTHING_RECORDED = 3
 
@@ -31,7 +31,7 @@ def _port(text: str) -> tuple[str, int]:
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m serving.supervisor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m supervisor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)

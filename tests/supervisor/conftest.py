@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from serving.supervisor import Layout, Ports, Service, Stack
-from serving.supervisor.processes import Launch
-from serving.supervisor.readiness import ProbeResult, http
+from supervisor import Layout, Ports, Service, Stack
+from supervisor.processes import Launch
+from supervisor.readiness import ProbeResult, http
 
 SLEEPER = Path(__file__).with_name("sleeper_service.py")
 

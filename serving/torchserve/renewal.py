@@ -2,7 +2,7 @@
 
 TorchServe never renews a key itself: once `token_expiration_min` passes, every client is refused for
 good. This service asks TorchServe's token API (with the non-expiring API key) for fresh inference and
-management keys every half lifetime; TorchServe rewrites key_file.json and clients re-read it.
+management keys every half lifetime; TorchServe rewrites its key file and clients re-read it.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from serving.supervisor import torchserve
-from serving.supervisor.errors import PreflightError
-from serving.supervisor.layout import Layout
-from serving.supervisor.processes import Launch
-from serving.supervisor.readiness import ProbeResult
+from serving.torchserve import launch as torchserve
+from supervisor.errors import PreflightError
+from supervisor.layout import Layout
+from supervisor.processes import Launch
+from supervisor.readiness import ProbeResult
+from supervisor.services import Service
 
 NAME = "torchserve-keys"
 LABEL = "TorchServe key renewal"
@@ -41,7 +42,8 @@ def prepare(layout: Layout) -> Launch:
     work = layout.service_dir(NAME)
     work.mkdir(parents=True, exist_ok=True)
     # TS_* variables would override the generated config inside ts_keys.py, as they would in TorchServe.
-    return Launch(argv=argv, cwd=work, drop_env_prefixes=("TS_",))
+    # The script imports the checkout's `contract` package, as it does from beside itself in the image.
+    return Launch(argv=argv, cwd=work, env={"PYTHONPATH": str(layout.repo_root)}, drop_env_prefixes=("TS_",))
 
 
 def readiness(layout: Layout) -> ProbeResult:
@@ -55,3 +57,6 @@ def readiness(layout: Layout) -> ProbeResult:
 def usage(layout: Layout, show_path: Callable[[Path], str]) -> list[str]:
     """Nothing to curl; say what it does."""
     return [f"keeps {show_path(torchserve.key_file(layout))} valid while the stack runs"]
+
+
+SERVICE = Service(name=NAME, label=LABEL, ports=ports, prepare=prepare, ready=readiness, usage=usage)

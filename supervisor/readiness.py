@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.supervisor.errors import ReadinessError
-from serving.supervisor.processes import tail
+from supervisor.errors import ReadinessError
+from supervisor.processes import tail
 
 # Loopback only: an http_proxy in the environment must never see our requests (or their tokens).
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))

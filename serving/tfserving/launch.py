@@ -1,4 +1,4 @@
-"""The TF side natively: the TF Serving stand-in (real TF Serving runs only in the container)."""
+"""The TF side natively, the supervisor's plug-in: the TF Serving stand-in (real TF Serving runs in a container)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from serving.supervisor.errors import PreflightError
-from serving.supervisor.layout import Layout
-from serving.supervisor.processes import Launch
-from serving.supervisor.readiness import ProbeResult, http
+from supervisor.errors import PreflightError
+from supervisor.layout import Layout
+from supervisor.processes import Launch
+from supervisor.readiness import ProbeResult, http
+from supervisor.services import Service
 
 NAME = "tfserving"
 LABEL = "TF Serving stand-in"
@@ -46,9 +47,14 @@ def model_names(layout: Layout) -> list[str]:
     return _NAME_RE.findall(text)
 
 
-def prepare(layout: Layout) -> Launch:
-    """Check config files and SavedModels, return how to start the stand-in."""
+def prepare(layout: Layout, batching_parameters_file: str | None = None) -> Launch:
+    """Check config files and SavedModels, return how to start the stand-in.
+
+    `batching_parameters_file`: another BatchingParameters file than serving/tfserving's (`make bench-batching`).
+    """
     files = _files(layout)
+    if batching_parameters_file:
+        files["batching parameters"] = Path(batching_parameters_file)
     missing = [f"{what} ({path})" for what, path in files.items() if not path.is_file()]
     if missing:
         raise PreflightError(f"{LABEL}: missing {', '.join(missing)}")
@@ -112,3 +118,15 @@ def usage(layout: Layout, show_path: Callable[[Path], str]) -> list[str]:
         lines += [f"curl {rest}", f"curl -d @{show_path(layout.sample_file(model))} {rest}:predict"]
     lines.append(f"curl {layout.url(layout.ports.tf_rest, '/monitoring/prometheus/metrics')}")
     return lines
+
+
+SERVICE = Service(
+    name=NAME,
+    label=LABEL,
+    ports=ports,
+    prepare=prepare,
+    ready=readiness,
+    usage=usage,
+    kind=KIND,
+    options=("batching_parameters_file",),
+)

@@ -1,4 +1,4 @@
-"""`Stack`: the Python API behind `python -m serving.supervisor` (and test fixtures): up, down, status, token."""
+"""`Stack`: the Python API behind `python -m supervisor` (and test fixtures): up, down, status, token."""
 
 from __future__ import annotations
 
@@ -11,16 +11,17 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from serving.supervisor import state as state_file
-from serving.supervisor import torchserve
-from serving.supervisor.errors import PreflightError, SupervisorError
-from serving.supervisor.layout import REPO_ROOT, Layout
-from serving.supervisor.ports import Ports, check_ports_free
-from serving.supervisor.processes import is_running, reap, spawn, stop
-from serving.supervisor.readiness import ProbeResult, Waiting, closed_ports, wait_all
-from serving.supervisor.services import DEFAULT_SERVICES, SERVICES, Service, resolve
-from serving.supervisor.state import ServiceState, StackState
+from contract.ports import Ports
+from supervisor import state as state_file
+from supervisor.errors import PreflightError, SupervisorError
+from supervisor.layout import REPO_ROOT, Layout
+from supervisor.ports import check_ports_free
+from supervisor.processes import is_running, reap, spawn, stop
+from supervisor.readiness import ProbeResult, Waiting, closed_ports, wait_all
+from supervisor.services import DEFAULT_SERVICES, SERVICES, Service, resolve
+from supervisor.state import ServiceState, StackState
 
 
 @dataclass(frozen=True)
@@ -93,16 +94,31 @@ class Stack:
             )
         return current
 
-    def up(self, services: Iterable[str] = DEFAULT_SERVICES, timeout: float = 180.0) -> StackState:
+    def up(
+        self,
+        services: Iterable[str] = DEFAULT_SERVICES,
+        timeout: float = 180.0,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> StackState:
         """Start the named services (skipping ones already running here), wait until all are ready.
 
-        On any failure every service started by this call is stopped again and the error re-raised.
+        `options`: per service, keyword options for its `prepare` (each Service lists the ones it takes), e.g.
+        `{"torchserve": {"model_store": "/tmp/store"}}`. On any failure every service started by this call is
+        stopped again and the error re-raised.
         """
         chosen = resolve(services, self._registry)
+        options = dict(options or {})
+        for name, given in options.items():
+            svc = self._registry.get(name)
+            if svc is None or svc not in chosen:
+                raise ValueError(f"options for {name!r}, which is not among the services started: {services}")
+            unknown = sorted(set(given) - set(svc.options))
+            if unknown:
+                raise ValueError(f"{svc.label} takes no option {', '.join(unknown)}; it takes: {svc.options or 'none'}")
         with state_file.locked(self.layout.run_dir):
-            return self._up(chosen, timeout)
+            return self._up(chosen, timeout, options)
 
-    def _up(self, chosen: list[Service], timeout: float) -> StackState:
+    def _up(self, chosen: list[Service], timeout: float, options: Mapping[str, Mapping[str, Any]]) -> StackState:
         current = self._current()
         for svc in chosen:
             if svc.name in current.services:
@@ -112,7 +128,7 @@ class Stack:
             return current
         layout = self.layout
         check_ports_free({svc.label: svc.ports(layout) for svc in to_start}, layout.host)
-        launches = {svc.name: svc.prepare(layout) for svc in to_start}
+        launches = {svc.name: svc.prepare(layout, **options.get(svc.name, {})) for svc in to_start}
         started: list[ServiceState] = []
         began = time.monotonic()
         try:
@@ -241,8 +257,12 @@ class Stack:
 
     def token(self, kind: str = "inference") -> str:
         """TorchServe's current `kind` key, read from the key file on every call (keys expire)."""
+        from serving.torchserve import launch as torchserve  # the plug-in, loaded as the registry loads it
+
         return torchserve.read_token(torchserve.key_file(self.layout), kind)
 
     def refresh_token(self, kind: str = "inference") -> str:
         """Have TorchServe regenerate the `kind` key (token API, API key) and return the new one."""
+        from serving.torchserve import launch as torchserve
+
         return torchserve.refresh_token(self.layout, kind)

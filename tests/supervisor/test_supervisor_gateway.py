@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.supervisor import gateway
-from serving.supervisor.errors import PreflightError
-from serving.supervisor.layout import REPO_ROOT, Layout
-from serving.supervisor.ports import Ports
-from serving.supervisor.services import DEFAULT_SERVICES, SERVICES
+from contract.ports import Ports
+from gateway import launch as gateway
+from supervisor.errors import PreflightError
+from supervisor.layout import REPO_ROOT, Layout
+from supervisor.services import DEFAULT_SERVICES, SERVICES
 
 
 @pytest.fixture

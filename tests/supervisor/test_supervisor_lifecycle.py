@@ -13,9 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from serving.supervisor import ReadinessError, Stack
-from serving.supervisor.processes import Launch, ProcessRecord, child_env, is_running
-from serving.supervisor.state import ServiceState, StackState, save
+from supervisor import ReadinessError, Stack
+from supervisor.processes import Launch, ProcessRecord, child_env, is_running
+from supervisor.state import ServiceState, StackState, save
 
 
 def _wait_for_file(path: Path, timeout: float = 10.0) -> str:

@@ -10,10 +10,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from serving.supervisor.layout import Layout
-from serving.supervisor.services import Service
-from serving.supervisor.stack import ServiceStatus
-from serving.supervisor.state import StackState
+from supervisor.layout import Layout
+from supervisor.services import Service
+from supervisor.stack import ServiceStatus
+from supervisor.state import StackState
 
 
 def show_path(path: Path) -> str:
@@ -43,7 +43,7 @@ def print_up(console: Console, current: StackState, layout: Layout, registry: Ma
         line(f"  ports: {_ports(entry.ports)}")
         for command in svc.usage(layout, show_path) if svc else []:
             line(f"  {command}")
-    line(f"Stop with: make down  (or: python -m serving.supervisor down --run-dir {show_path(layout.run_dir)})")
+    line(f"Stop with: make down  (or: python -m supervisor down --run-dir {show_path(layout.run_dir)})")
 
 
 def print_status(console: Console, statuses: list[ServiceStatus]) -> None:

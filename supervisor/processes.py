@@ -10,9 +10,10 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psutil
+
+from contract.state import ProcessRecord
 
 # psutil derives create_time from boot time and clock ticks; the same process reads back within this.
 _CREATE_TIME_TOLERANCE_S = 0.05
@@ -28,25 +29,6 @@ class Launch:
     """Added to the base environment of the child."""
     drop_env_prefixes: tuple[str, ...] = ()
     """Variables removed from the base environment (e.g. TS_*, which would override our config)."""
-
-
-@dataclass(frozen=True)
-class ProcessRecord:
-    """What identifies a process we started: pid plus start time (pids get reused, start times do not)."""
-
-    pid: int
-    create_time: float
-    argv: list[str]
-    cwd: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for state.json."""
-        return {"pid": self.pid, "create_time": self.create_time, "argv": self.argv, "cwd": self.cwd}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ProcessRecord:
-        """Inverse of to_dict."""
-        return cls(int(data["pid"]), float(data["create_time"]), list(data["argv"]), str(data["cwd"]))
 
 
 def child_env(base: Mapping[str, str], launch: Launch) -> dict[str, str]:
@@ -69,7 +51,7 @@ def spawn(launch: Launch, log_path: Path, base_env: Mapping[str, str]) -> tuple[
             stderr=subprocess.STDOUT,
             # Own session: one killpg reaches every descendant, and a Ctrl-C in our terminal does not.
             start_new_session=True,
-            # Files the service writes (TorchServe's key_file.json, logs) stay private to this user.
+            # Files the service writes (TorchServe's key file, logs) stay private to this user.
             umask=0o077,
         )
     try:

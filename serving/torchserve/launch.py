@@ -1,4 +1,4 @@
-"""TorchServe natively: how it starts, its key file, when it is ready (its config: torchserve_config.py)."""
+"""TorchServe natively, the supervisor's plug-in: how it starts, its keys, when it is ready (config: launch_config)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from serving.supervisor.errors import KeyFileError, PreflightError
-from serving.supervisor.layout import Layout
-from serving.supervisor.processes import Launch
-from serving.supervisor.readiness import ProbeResult, http
-from serving.supervisor.torchserve_config import TEMPLATE, render_config
+from contract import tskeys
+from serving.torchserve.launch_config import TEMPLATE, render_config
+from supervisor.errors import KeyFileError, PreflightError
+from supervisor.layout import Layout
+from supervisor.processes import Launch
+from supervisor.readiness import ProbeResult, http
+from supervisor.services import Service
 
 NAME = "torchserve"
 LABEL = "TorchServe"
-KEY_FILE = "key_file.json"
 # Access-log lines (our readiness probes) drown the worker tracebacks a failure report should show.
 LOG_NOISE = (" ACCESS_LOG ",)
 WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
@@ -49,9 +50,13 @@ def model_names(layout: Layout) -> list[str]:
     return sorted(p.stem for p in (layout.artifacts / NAME).glob("*.mar"))
 
 
-def prepare(layout: Layout) -> Launch:
-    """Check artifacts, write `<run>/torchserve/config.properties`, return how to start TorchServe."""
-    store = layout.artifacts / NAME
+def prepare(layout: Layout, model_store: str | None = None) -> Launch:
+    """Check artifacts, write `<run>/torchserve/config.properties`, return how to start TorchServe.
+
+    `model_store`: serve the archives of another folder than `<artifacts>/torchserve` (e.g. repacked with other
+    batching settings by `make bench-batching`).
+    """
+    store = Path(model_store) if model_store else layout.artifacts / NAME
     if not store.is_dir():
         raise PreflightError(f"{LABEL}: model store {store} is missing; run `make export` first")
     models = model_names(layout)
@@ -91,7 +96,7 @@ def prepare(layout: Layout) -> Launch:
             "all",
             "--no-config-snapshots",
         ],
-        # TorchServe writes key_file.json into its working directory.
+        # TorchServe writes its key file into its working directory.
         cwd=work,
         env={
             "LOG_LOCATION": str(work / "logs"),
@@ -109,19 +114,15 @@ def prepare(layout: Layout) -> Launch:
 
 def key_file(layout: Layout) -> Path:
     """Where TorchServe writes its keys for this run."""
-    return layout.service_dir(NAME) / KEY_FILE
+    return layout.service_dir(NAME) / tskeys.FILE_NAME
 
 
 def read_token(path: Path, kind: str = "inference") -> str:
-    """The current `kind` key ("inference", "management" or "API") from a key file; read anew on each call
-    because keys expire and get regenerated."""
+    """The current `kind` key ("inference", "management" or "API"), read anew: keys expire and get renewed."""
     try:
-        keys = json.loads(path.read_text())
-        return str(keys[kind]["key"])
-    except FileNotFoundError:
-        raise KeyFileError(f"{LABEL} key file {path} does not exist (is TorchServe up?)") from None
-    except (KeyError, TypeError, json.JSONDecodeError):
-        raise KeyFileError(f"{LABEL} key file {path} has no {kind!r} key") from None
+        return tskeys.read_key(path, kind)
+    except tskeys.KeyFileError as err:
+        raise KeyFileError(f"{LABEL}: {err}") from None
 
 
 def refresh_token(layout: Layout, kind: str = "inference", timeout: float = 10.0) -> str:
@@ -157,7 +158,7 @@ def health(layout: Layout) -> ProbeResult:
     """`GET /ping` with the inference key answers Healthy."""
     headers = _auth(layout)
     if headers is None:
-        return ProbeResult(False, f"waiting for {KEY_FILE}")
+        return ProbeResult(False, f"waiting for {tskeys.FILE_NAME}")
     reply = http(layout.url(layout.ports.ts_inference, "/ping"), headers=headers)
     if reply.status == 200 and b"Healthy" in reply.body and b"Partial" not in reply.body:
         return ProbeResult(True, "ping: Healthy")
@@ -221,3 +222,17 @@ def usage(layout: Layout, show_path: Callable[[Path], str]) -> list[str]:
         )
     lines.append(f"curl {layout.url(layout.ports.ts_metrics, '/metrics')}")
     return lines
+
+
+SERVICE = Service(
+    name=NAME,
+    label=LABEL,
+    ports=ports,
+    prepare=prepare,
+    ready=readiness,
+    health=health,
+    usage=usage,
+    cleanup=cleanup,
+    log_skip=LOG_NOISE,
+    options=("model_store",),
+)

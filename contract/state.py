@@ -1,21 +1,45 @@
-"""`<run-dir>/state.json`: the supervisor's record of what it started (and the only thing `down` trusts)."""
+"""`<run-dir>/state.json`: the supervisor's record of what it started, and the one reader of it.
+
+The supervisor writes it (`supervisor.state.save`); `down` trusts nothing else, and the load generator, the
+report and the UI read where each service answers from it. Plain data and JSON only: the load generator's
+container has neither the supervisor nor psutil.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.supervisor.errors import SupervisorError
-from serving.supervisor.ports import Ports
-from serving.supervisor.processes import ProcessRecord
+from contract.ports import Ports
 
 VERSION = 1
+FILE_NAME = "state.json"
+
+
+class StateFileError(ValueError):
+    """state.json exists but cannot be read as this version's record."""
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """What identifies a process the supervisor started: pid plus start time (pids get reused, start times not)."""
+
+    pid: int
+    create_time: float
+    argv: list[str]
+    cwd: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for state.json."""
+        return {"pid": self.pid, "create_time": self.create_time, "argv": self.argv, "cwd": self.cwd}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProcessRecord:
+        """Inverse of to_dict."""
+        return cls(int(data["pid"]), float(data["create_time"]), list(data["argv"]), str(data["cwd"]))
 
 
 @dataclass
@@ -74,6 +98,10 @@ class StackState:
         tf = self.services.get("tfserving")
         return tf.kind if tf else None
 
+    def ready_services(self) -> dict[str, ServiceState]:
+        """The services that passed readiness."""
+        return {name: s for name, s in self.services.items() if s.ready}
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
@@ -88,9 +116,9 @@ class StackState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StackState:
-        """Inverse of to_dict; raises SupervisorError for a file from another version."""
+        """Inverse of to_dict; raises StateFileError for a file from another version."""
         if data.get("version") != VERSION:
-            raise SupervisorError(f"state.json has version {data.get('version')!r}, expected {VERSION}")
+            raise StateFileError(f"state.json has version {data.get('version')!r}, expected {VERSION}")
         return cls(
             run_dir=str(data["run_dir"]),
             artifacts=str(data["artifacts"]),
@@ -101,37 +129,12 @@ class StackState:
 
 
 def load(path: Path) -> StackState | None:
-    """The state in `path`, or None if there is none; a corrupt file raises SupervisorError."""
+    """The state in `path`, or None if there is none; a corrupt or foreign file raises StateFileError."""
     try:
-        return StackState.from_dict(json.loads(path.read_text()))
+        return StackState.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         return None
+    except StateFileError:
+        raise
     except (ValueError, KeyError, TypeError) as err:
-        raise SupervisorError(f"{path} is unreadable ({err}); stop leftovers by hand, then delete it") from err
-
-
-def save(path: Path, state: StackState) -> None:
-    """Write atomically (temp file + rename) so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(state.to_dict(), indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def remove(path: Path) -> None:
-    """Delete the state file if present."""
-    path.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def locked(run_dir: Path) -> Iterator[None]:
-    """Hold `<run-dir>/.lock` for the duration, so two `up`/`down` never interleave on one run dir."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SupervisorError(
-                f"another supervisor command is working on {run_dir}; try again when it ends"
-            ) from None
-        yield
+        raise StateFileError(f"{path} is unreadable ({err}); stop leftovers by hand, then delete it") from err

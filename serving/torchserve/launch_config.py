@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serving.supervisor.errors import ConfigError
-from serving.supervisor.layout import Layout
+from supervisor.errors import ConfigError
+from supervisor.layout import Layout
 
 TEMPLATE = Path("serving/torchserve/config.properties")
 """The one file the container uses as is and the native run rewrites (relative to the checkout)."""
@@ -47,7 +47,7 @@ def render_config(template: str, layout: Layout, model_store: Path) -> str:
             lines.append(line)
     missing = [f"{k}={v}" for k, v in overrides.items() if k not in done]
     if missing:
-        lines += ["", "# Added by serving.supervisor for the native run.", *missing]
+        lines += ["", "# Added by supervisor for the native run.", *missing]
     rendered = "\n".join(lines) + "\n"
     check_invariants(read_properties(rendered))
     return rendered

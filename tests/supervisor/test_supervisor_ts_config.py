@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import ts
 
-from serving.supervisor import ConfigError, Layout, Ports, PreflightError
-from serving.supervisor.layout import REPO_ROOT
-from serving.supervisor.torchserve import WORKER_ENV, key_file, prepare, read_token, secure_key_file
-from serving.supervisor.torchserve_config import TEMPLATE, read_properties, render_config
+from serving.torchserve.launch import WORKER_ENV, key_file, prepare, read_token, secure_key_file
+from serving.torchserve.launch_config import TEMPLATE, read_properties, render_config
+from supervisor import ConfigError, Layout, Ports, PreflightError
+from supervisor.layout import REPO_ROOT
 
 CONFIG = REPO_ROOT / TEMPLATE
 PORTS = Ports(

@@ -16,9 +16,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from serving.supervisor import Ports
-from serving.supervisor.layout import REPO_ROOT
-from serving.supervisor.torchserve import read_token
+from serving.torchserve.launch import read_token
+from supervisor import Ports
+from supervisor.layout import REPO_ROOT
 
 ARTIFACTS = REPO_ROOT / "artifacts"
 _MARS = sorted((ARTIFACTS / "torchserve").glob("*.mar"))
@@ -42,7 +42,7 @@ pytestmark = [
 def _cli(*args: str, timeout: float = 260) -> subprocess.CompletedProcess[str]:
     # From the checkout, as a user would: printed paths are relative to it.
     return subprocess.run(
-        [sys.executable, "-m", "serving.supervisor", *args],
+        [sys.executable, "-m", "supervisor", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -12,9 +12,9 @@ import psutil
 import pytest
 from rich.console import Console
 
-from serving.supervisor import PortBusyError, Ports, Stack
-from serving.supervisor.__main__ import main
-from serving.supervisor.ports import check_ports_free, find_holder, port_is_free
+from supervisor import PortBusyError, Ports, Stack
+from supervisor.__main__ import main
+from supervisor.ports import check_ports_free, find_holder, port_is_free
 
 
 @pytest.fixture

@@ -17,12 +17,12 @@ import psutil
 import pytest
 from rich.console import Console
 
-from serving.supervisor import Ports, Stack
-from serving.supervisor.__main__ import main
-from serving.supervisor.readiness import http
-from serving.supervisor.services import SERVICES
-from serving.supervisor.summary import print_up
-from serving.supervisor.torchserve import key_file
+from serving.torchserve.launch import key_file
+from supervisor import Ports, Stack
+from supervisor.__main__ import main
+from supervisor.readiness import http
+from supervisor.services import SERVICES
+from supervisor.summary import print_up
 
 pytestmark = pytest.mark.timeout(180)
 

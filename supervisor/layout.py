@@ -6,9 +6,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.supervisor.ports import Ports
+from contract.ports import Ports
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Layout:
         return self.logs_dir / f"{service}.log"
 
     def service_dir(self, service: str) -> Path:
-        """Private working directory of one service (TorchServe's holds key_file.json)."""
+        """Private working directory of one service (TorchServe's holds its key file)."""
         return self.run_dir / service
 
     def sample_file(self, model: str) -> Path:

@@ -1,20 +1,27 @@
-"""The gateway natively: `python -m gateway` in front of TorchServe and the TF side, configured by TWINSERVE_*."""
+"""The gateway natively, the supervisor's plug-in: `python -m gateway` in front of TorchServe and the TF side.
+
+The gateway itself never imports this module (nor the supervisor): it is how the supervisor, the reliability
+harness and the gateway benchmark start one, configured through `contract.gateway_env`.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import secrets
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from serving.supervisor import standin, torchserve
-from serving.supervisor.errors import PreflightError
-from serving.supervisor.layout import Layout
-from serving.supervisor.processes import Launch
-from serving.supervisor.readiness import ProbeResult, http
+from contract import gateway_env, v2
+from serving.tfserving import launch as standin
+from serving.torchserve import launch as torchserve
+from supervisor.errors import PreflightError
+from supervisor.layout import Layout
+from supervisor.processes import Launch
+from supervisor.readiness import ProbeResult, http
+from supervisor.services import Service
 
 NAME = "gateway"
 LABEL = "Gateway"
@@ -42,10 +49,9 @@ def write_sample(layout: Layout, model: str = SAMPLE_MODEL, rows: int = 1) -> Pa
         raise PreflightError(f"{LABEL}: {source} is missing; run `make export` first")
     with np.load(source) as data:
         x = np.asarray(data["inputs"][:rows], dtype=np.float32)
-    body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
     path = sample_file(layout, model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(body))
+    path.write_bytes(v2.infer_json({"input": x}))
     return path
 
 
@@ -81,36 +87,32 @@ def auth_headers(layout: Layout) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key_file(layout).read_text().strip()}"}
 
 
-def environment(layout: Layout) -> dict[str, str]:
-    """TWINSERVE_* settings pointing the gateway at this stack's ports and TorchServe's key file."""
-    host = layout.client_host
-    p = layout.ports
-    keys = {"TWINSERVE_LIMITS__API_KEY_FILE": str(api_key_file(layout))} if keyed(layout) else {}
-    return {
-        **keys,
-        "TWINSERVE_SERVER__HOST": layout.host,
-        "TWINSERVE_SERVER__PORT": str(p.gateway_rest),
-        "TWINSERVE_SERVER__GRPC_PORT": str(p.gateway_grpc),
+def environment(layout: Layout, **overrides: Any) -> dict[str, str]:
+    """TWINSERVE_* settings pointing the gateway at this stack's ports and TorchServe's key file; `overrides`
+    are nested settings on top (e.g. `server={"port": 9000}`)."""
+    settings = gateway_env.for_stack(
+        listen_host=layout.host,
+        client_host=layout.client_host,
+        ports=layout.ports,
+        ts_key_file=torchserve.key_file(layout),
+        api_key_file=api_key_file(layout) if keyed(layout) else None,
         # One worker natively: the reference machine's 2 cores also run both servers and the load generator.
-        "TWINSERVE_SERVER__WORKERS": "1",
-        "TWINSERVE_BACKENDS__TORCHSERVE__REST_URL": layout.url(p.ts_inference),
-        "TWINSERVE_BACKENDS__TORCHSERVE__GRPC_TARGET": f"{host}:{p.ts_grpc_inference}",
-        "TWINSERVE_BACKENDS__TORCHSERVE__KEY_FILE": str(torchserve.key_file(layout)),
-        "TWINSERVE_BACKENDS__TORCHSERVE__MANAGEMENT_URL": layout.url(p.ts_management),
-        "TWINSERVE_BACKENDS__TFSERVING__REST_URL": layout.url(p.tf_rest),
-        "TWINSERVE_BACKENDS__TFSERVING__GRPC_TARGET": f"{host}:{p.tf_grpc}",
-        "PYTHONUNBUFFERED": "1",
-    }
+        workers=1,
+    )
+    env = gateway_env.to_env(settings)
+    env.update(gateway_env.to_env(overrides))
+    return {**env, "PYTHONUNBUFFERED": "1"}
 
 
-def prepare(layout: Layout) -> Launch:
-    """Write the v2 sample body, return how to start the gateway (it waits for the backends by itself)."""
+def prepare(layout: Layout, env: Mapping[str, str] | None = None) -> Launch:
+    """Write the v2 sample body, return how to start the gateway (it waits for the backends by itself);
+    `env`: TWINSERVE_* variables on top of the stack's (a harness's ports, log level, routes)."""
     if not (layout.repo_root / PACKAGE / "__main__.py").is_file():
         raise PreflightError(f"{LABEL}: {layout.repo_root / PACKAGE} is missing")
     write_sample(layout)
     if keyed(layout):
         ensure_api_key(layout)
-    return Launch(argv=[layout.python, "-m", PACKAGE], cwd=layout.repo_root, env=environment(layout))
+    return Launch(argv=[layout.python, "-m", PACKAGE], cwd=layout.repo_root, env={**environment(layout), **(env or {})})
 
 
 def models(layout: Layout) -> list[str]:
@@ -150,3 +152,14 @@ def usage(layout: Layout, show_path: Callable[[Path], str]) -> list[str]:
         f" or tritonclient.grpc...('{layout.client_host}:{layout.ports.gateway_grpc}');"
         " pin a stack with headers={'X-Backend': 'tfserving'} (http) or {'backend': 'tfserving'} (grpc)",
     ]
+
+
+SERVICE = Service(
+    name=NAME,
+    label=LABEL,
+    ports=ports,
+    prepare=prepare,
+    ready=readiness,
+    usage=usage,
+    options=("env",),
+)

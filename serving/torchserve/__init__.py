@@ -1,0 +1,1 @@
+"""TorchServe: its image, config, handler and the supervisor plug-ins that launch it natively."""
