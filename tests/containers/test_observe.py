@@ -36,6 +36,10 @@ def test_prometheus_scrapes_every_server(compose_stack: ComposeStack) -> None:
     assert {job: health.get(job) for job in JOBS} == dict.fromkeys(JOBS, "up"), targets
     # Each server's own metrics arrive, not just `up`.
     assert query(compose_stack, "twinserve_gateway_requests_total") or query(compose_stack, 'up{job="gateway"}')
-    assert query(compose_stack, '{job="torchserve", __name__=~"ts_.*|Requests.*|.*Latency.*"}')
+    # TorchServe's series exist only once something was counted, and reach Prometheus at its next scrape.
+    torchserve = '{job="torchserve", __name__=~"ts_.*|Requests.*|.*Latency.*"}'
+    while not query(compose_stack, torchserve) and time.monotonic() < deadline:
+        time.sleep(3)
+    assert query(compose_stack, torchserve)
     standin = query(compose_stack, "twinserve_tfserving_standin_info")
     assert bool(standin) == (compose_stack.tf_side == "standin")
