@@ -115,3 +115,23 @@ def test_the_launcher_without_a_stack_says_make_up(tmp_path: Path) -> None:
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"no running stack ({tmp_path / 'state.json'} does not exist): run `make up` first" in done.stderr
+
+
+def test_the_launcher_names_a_results_folder_it_cannot_write(artifacts: Path, tmp_path: Path) -> None:
+    """Checked before the UI starts (compose's master bind-mounts results/in-compose), not after a run."""
+    state = _state(tmp_path, artifacts)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    base = [sys.executable, "-m", "loadtest.webui", "--state", str(state), "--web-port", port, "--print"]
+    bad = subprocess.run(
+        [*base, "--results", str(blocker / "runs")], check=False, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert f"cannot save UI runs in {blocker / 'runs'}: " in bad.stderr and "--results" in bad.stderr
+    good = subprocess.run(
+        [*base, "--results", str(tmp_path / "runs")], check=False, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert good.returncode == 0 and f"--twinserve-results {tmp_path / 'runs'}" in good.stdout, good.stderr
