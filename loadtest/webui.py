@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 from loadtest.sweep import reachable
-from loadtest.ui.catalog import CatalogError, environment_for, label, load
+from loadtest.ui.catalog import CatalogError, environment_for, load
 from loadtest.ui.launch import build_parser, python_command
 
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(catalog.targets)} targets ({catalog.stack.source} stack, {tf}); each is one user class in the UI:")
     for t in catalog.targets:
         where = f"{t.host}:{t.port}"
-        print(f"  {label(t):42s} {where:22s}{'  UNREACHABLE' if t in unreachable else ''}")
+        print(f"  {catalog.label_of(t):50s} {where:22s}{'  UNREACHABLE' if t in unreachable else ''}")
     if unreachable:
         print(f"{len(unreachable)} target(s) do not answer: ticking one gives a message naming it (`make status`).")
     if args.worker:
