@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from werkzeug.datastructures import MultiDict
 
+from contract.ports import Ports
+from contract.state import ProcessRecord, ServiceState, StackState
 from loadtest.targets import Target
 from loadtest.ui import catalog, fields
 from loadtest.webui import port_problem
@@ -21,11 +23,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _state(tmp_path: Path, artifacts: Path, services: tuple[str, ...] = ("torchserve", "tfserving")) -> Path:
-    """A state.json as the supervisor writes it (only what the load generator reads)."""
+    """A state.json as the supervisor writes it (contract/state.py), with every service ready; nothing runs."""
     state = tmp_path / "run" / "state.json"
     state.parent.mkdir(parents=True)
-    doc = {"host": "127.0.0.1", "artifacts": str(artifacts), "ports": {}, "services": {s: {} for s in services}}
-    state.write_text(json.dumps({**doc, "services": {s: {"ready": True} for s in services}}), encoding="utf-8")
+    proc = ProcessRecord(pid=0, create_time=0.0, argv=[], cwd=str(tmp_path))
+    svcs = {
+        s: ServiceState(s, s, "standin" if s == "tfserving" else "native", proc, {}, "", "", ready=True)
+        for s in services
+    }
+    doc = StackState(str(state.parent), str(artifacts), "127.0.0.1", Ports(), svcs).to_dict()
+    state.write_text(json.dumps(doc), encoding="utf-8")
     return state
 
 
