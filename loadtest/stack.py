@@ -55,6 +55,9 @@ class StackInfo:
     """Service name -> the pid at the root of its process tree (native only): what its cost is read from."""
     project: str | None = None
     """The compose project whose containers serve (compose seen from the host): the engine reports their cost."""
+    behind_gateway: frozenset[str] = frozenset()
+    """Frameworks reached only through the gateway: their own names do not resolve here (on Kubernetes with KServe,
+    the model servers are InferenceServices in namespaces of their own), so they have gateway targets only."""
 
     @property
     def has_gateway(self) -> bool:
@@ -84,7 +87,8 @@ class StackInfo:
             for fw in FRAMEWORKS:
                 for proto in PROTOCOLS:
                     for path in PATHS:
-                        if fw not in self.services or (path == "gateway" and not self.has_gateway):
+                        routed = self.has_gateway and (fw in self.services or fw in self.behind_gateway)
+                        if not (routed if path == "gateway" else fw in self.services):
                             continue
                         if patterns and not any(_matches(p, fw, proto, path, model) for p in patterns):
                             continue
@@ -177,6 +181,7 @@ def from_compose(run_dir: Path = Path("run")) -> StackInfo:
         services=services,
         tf_side=tf_side or "real",
         run_dir=run_dir,
+        behind_gateway=frozenset(FRAMEWORKS) - services if "gateway" in services else frozenset(),
     )
 
 

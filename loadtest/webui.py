@@ -5,23 +5,23 @@ Each ticked target gets one user; the run ends after warm-up + the measured seco
 like `make bench` saves its runs: results/<time>-ui/ with summary.json, report.html and the histograms; the
 "twinserve" tab shows the verdicts and Download Data links to the report.
 
-Distributed: `--master` here and `--worker --master-host H` elsewhere (same stack view, same artifacts).
+Distributed: `--master` here and `--worker --master-host H` elsewhere (same stack view, same artifacts). In
+containers, compose's locust-master and locust-worker run this with the arguments of loadtest/ui/launch.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
 
 from loadtest.sweep import reachable
-from loadtest.ui.catalog import CatalogError, environment_for, label, load
-
-LOCUSTFILE = Path(__file__).with_name("ui") / "locustfile.py"
+from loadtest.ui.catalog import CatalogError, environment_for, load
+from loadtest.ui.launch import build_parser, python_command
 
 
 def port_holder(port: int) -> str | None:
@@ -56,41 +56,24 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line."""
-    ap = argparse.ArgumentParser(
-        prog="python -m loadtest.webui", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--stack", choices=["auto", "native", "compose"], default="auto")
-    ap.add_argument("--state", type=Path, default=Path("run/state.json"))
-    ap.add_argument("--models", default="", help="only these models (default: every model the stack serves)")
-    ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
-    ap.add_argument("--results", type=Path, default=Path("results"), help="where UI runs are saved")
-    ap.add_argument("--web-host", default="127.0.0.1", help="loopback by default: the UI has no auth")
-    ap.add_argument("--web-port", type=int, default=8089)
-    role = ap.add_mutually_exclusive_group()
-    role.add_argument("--master", action="store_true", help="serve the UI and wait for workers")
-    role.add_argument("--worker", action="store_true", help="drive targets for a master (no UI)")
-    ap.add_argument("--master-host", default="127.0.0.1", help="the master's address (worker)")
-    ap.add_argument("--master-port", type=int, default=5557, help="the master's port for workers")
-    ap.add_argument("--print", action="store_true", help="print the command instead of running it")
-    return ap
-
-
-def command(args: argparse.Namespace) -> list[str]:
-    """The Locust command line for this role."""
-    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--twinserve-results", str(args.results)]
-    if args.worker:
-        return [*cmd, "--worker", "--master-host", args.master_host, "--master-port", str(args.master_port)]
-    cmd += ["--class-picker", "--web-host", args.web_host, "--web-port", str(args.web_port)]
-    if args.master:
-        cmd += ["--master", "--master-bind-host", args.master_host, "--master-bind-port", str(args.master_port)]
-    return cmd
+def results_problem(results: Path) -> str | None:
+    """Why UI runs could not be saved in `results` (checked before the UI starts, not after a run), or None."""
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=results):
+            pass
+    except OSError as err:
+        return (
+            f"cannot save UI runs in {results}: {err.strerror or err}. Make it writable by uid {os.getuid()} "
+            "(in compose, `make up STACK=compose` creates results/in-compose for the image's uid 10001), "
+            "or choose another folder with --results"
+        )
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Check the port and the stack, say what the UI offers, then replace this process with Locust."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(__doc__).parse_args(argv)
     models = [m for m in args.models.split(",") if m] or None
     try:
         catalog = load(args.stack, args.state, args.artifacts, models)
@@ -101,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         problem = port_problem(args.web_host, args.web_port)
         if problem is None and args.master:
             problem = port_problem(args.master_host, args.master_port)
+        problem = problem or results_problem(args.results)
         if problem:
             print(f"make locust: {problem}", file=sys.stderr)
             return 2
-    cmd = command(args)
+    cmd = python_command(args)
     env = os.environ | environment_for(args.stack, args.state, catalog.artifacts, models)
     if args.print:
         print(" ".join(f"{k}={v}" for k, v in env.items() if k.startswith("TWINSERVE_")), " ".join(cmd))
@@ -114,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(catalog.targets)} targets ({catalog.stack.source} stack, {tf}); each is one user class in the UI:")
     for t in catalog.targets:
         where = f"{t.host}:{t.port}"
-        print(f"  {label(t):42s} {where:22s}{'  UNREACHABLE' if t in unreachable else ''}")
+        print(f"  {catalog.label_of(t):50s} {where:22s}{'  UNREACHABLE' if t in unreachable else ''}")
     if unreachable:
         print(f"{len(unreachable)} target(s) do not answer: ticking one gives a message naming it (`make status`).")
     if args.worker:

@@ -5,7 +5,9 @@
 # be up (make up STACK=compose). The image has no torch or TensorFlow, so the floor is not measured there:
 # pass the host's floor.json with FLOOR=path.
 # Usage: scripts/bench-in-compose.sh [loadtest.run args; default --quick]   Env: PROCESSES (1), FLOOR, GPU, TF_SIDE.
-# Not yet: the master and the workers as separate containers (the compose locust-worker service).
+# Separate master and worker containers serve the web UI instead (compose's locust-master and locust-worker: pick
+# targets at http://127.0.0.1:8089; each run is saved in results/in-compose/<time>-ui). This script is the headless
+# rate search of `make bench`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${DOCKER_HOST:-}" ] && [ -f .engine/env ]; then

@@ -142,6 +142,8 @@ up() {
     [ -d "$dir" ] || { echo "$dir is missing: run make export" >&2; exit 1; }
   done
   [ "$ARTIFACTS" = artifacts ] || echo "docker-compose.yml mounts ./artifacts; ARTIFACTS=$ARTIFACTS is not used" >&2
+  # The Locust master saves UI runs here as the image's uid 10001 (docker-compose.yml: locust-master).
+  mkdir -p results/in-compose && chmod 0777 results/in-compose
   announce_tf_side
   if [ "$GPU" = 1 ] && ! "$DOCKER" info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia \
      && ! command -v nvidia-container-runtime-hook >/dev/null 2>&1; then

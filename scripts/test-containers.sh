@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make test-containers`: the container path from nothing, as CI runs it. A container engine (`make engine`:
 # podman where Docker is absent), the compose stack (`make up STACK=compose`), the container tests (tritonclient
-# through the containerised gateway on both stacks, bad input, health, a stopped server), `make bench
-# STACK=compose QUICK=1`, then `make down`, checked to leave no container or network of the project behind.
+# through the containerised gateway on both stacks, bad input, health, a stopped server, the Locust web UI with
+# two worker containers), `make bench STACK=compose QUICK=1`, then `make down`, checked to leave no container or
+# network of the project behind.
 # Env: PY, GPU, TF_SIDE (as for make up), TWINSERVE_BIND. Timings go to build/image-times.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,7 +1,11 @@
-"""Distributed Locust running twinserve's own locustfile: plain Deployments, or a LocustTest for the operator.
+"""Distributed Locust with twinserve's web UI: plain Deployments, or a LocustTest for the Locust operator.
 
-The master and worker arguments are compose's (same Service names: `gateway`, `locust-master`), so a point
-run on the cluster writes the same results/point.json as one run with compose.
+The commands come from loadtest/ui/launch.py, the one source compose's locust-master and locust-worker follow:
+the Deployments run `python -m loadtest.webui` with its container arguments; the operator runs the image's
+ENTRYPOINT (`locust -f loadtest/ui/locustfile.py`) with the same Locust arguments less the role flags, which it
+adds itself. Services are found by name on the contract ports (the Services are named as compose's), the models
+from `manifest.json` and `samples/` on the models claim. The master saves each UI run in /app/results/in-compose
+(the path compose bind-mounts; here an emptyDir to copy out with `kubectl cp`).
 """
 
 from __future__ import annotations
@@ -19,50 +23,46 @@ from deploy.k8s.common import (
     service,
 )
 from deploy.k8s.sources import Sources
+from loadtest.ui import launch
 
-MASTER_PORTS = {"web": 8089, "master": 5557}
-"""Locust's web UI and master bind port, as compose's `--web-port` and `--master-bind-port` set them."""
-WORKDIR = "/app"
-"""The loadtest image's working directory (loadtest/Dockerfile)."""
+MASTER_PORTS = {"web": launch.WEB_PORT, "master": launch.MASTER_PORT}
+"""Locust's web UI and the port workers connect to (loadtest/ui/launch.py)."""
+MODELS = {"name": "models", "persistentVolumeClaim": {"claimName": MODEL_PVC, "readOnly": True}}
 
 
-def _mount_target(src: Sources, service_name: str, source: str) -> str:
-    """Where compose mounts `source` (a bind path or a volume name) into a service."""
-    for vol in src.service(service_name).get("volumes", []):
-        if vol["source"] in (source, f"./{source}"):
-            return str(vol["target"])
-    raise KeyError(f"compose service {service_name} mounts no {source}")
+def models_mounts(**extra: str) -> list[dict[str, Any]]:
+    """manifest.json and samples/ from the models claim (`make k8s-artifacts` lays them out) where every role
+    builds its classes from them."""
+    return [
+        {"name": "models", "mountPath": f"{launch.ARTIFACTS}/{part}", "subPath": part, "readOnly": True, **extra}
+        for part in ("manifest.json", "samples")
+    ]
 
 
 def locust(src: Sources, workers: int) -> list[dict[str, Any]]:
     """Master Deployment + Service (web UI, master port) and a worker Deployment of `workers` replicas."""
-    master_cmd = [str(a) for a in src.service("locust-master")["command"]]
-    worker_cmd = [str(a) for a in src.service("locust-worker")["command"]]
-    samples_at = _mount_target(src, "locust-worker", "artifacts/samples")
-    keys_vol, keys_mount = keys_volume(_mount_target(src, "locust-worker", "torchserve-keys"))
-    results_at = _mount_target(src, "locust-master", "locust-results")
+    keys_vol, keys_mount = keys_volume(launch.KEYS)
     master = {
         "name": "locust-master",
         "image": src.image("locust-master"),
         "imagePullPolicy": "IfNotPresent",
-        "args": master_cmd,
+        "command": list(launch.LAUNCHER),
+        "args": launch.container_args("master"),
         "ports": container_ports(MASTER_PORTS),
         "resources": resources(src.limits("locust-master")),
         "securityContext": hardened(),
-        "volumeMounts": [{"name": "results", "mountPath": results_at}],
+        "volumeMounts": [*models_mounts(), {"name": "results", "mountPath": f"{launch.WORKDIR}/{launch.RESULTS}"}],
         "readinessProbe": {"httpGet": {"path": "/", "port": MASTER_PORTS["web"]}, "periodSeconds": 10},
     }
     worker = {
         "name": "locust-worker",
         "image": src.image("locust-master"),  # compose builds it once, under the master
         "imagePullPolicy": "IfNotPresent",
-        "args": worker_cmd,
+        "command": list(launch.LAUNCHER),
+        "args": launch.container_args("worker", master_host=launch.MASTER_SERVICE),
         "resources": resources(src.limits("locust-worker")),
         "securityContext": hardened(),
-        "volumeMounts": [
-            {"name": "models", "mountPath": samples_at, "subPath": "samples", "readOnly": True},
-            keys_mount,
-        ],
+        "volumeMounts": [*models_mounts(), keys_mount],
     }
     return [
         deployment(
@@ -70,51 +70,44 @@ def locust(src: Sources, workers: int) -> list[dict[str, Any]]:
             "load-generator",
             [master],
             replicas=1,
-            volumes=[{"name": "results", "emptyDir": {}}],  # survives the master's restart after a run
+            volumes=[MODELS, {"name": "results", "emptyDir": {}}],  # survives a restart of the container
         ),
         service("locust-master", "load-generator", MASTER_PORTS),
-        deployment(
-            "locust-worker",
-            "load-generator",
-            [worker],
-            replicas=workers,
-            volumes=[{"name": "models", "persistentVolumeClaim": {"claimName": MODEL_PVC, "readOnly": True}}, keys_vol],
-        ),
+        deployment("locust-worker", "load-generator", [worker], replicas=workers, volumes=[MODELS, keys_vol]),
     ]
 
 
 def locust_test(src: Sources, workers: int) -> dict[str, Any]:
-    """The same run as a LocustTest (locust.io/v2) for the Locust Kubernetes operator.
+    """The same UI as a LocustTest (locust.io/v2) for the Locust Kubernetes operator.
 
-    The operator makes the master and worker Jobs and the master Service itself and adds the
-    master/worker flags, so the command seeds carry only twinserve's own arguments.
+    The operator makes the master and worker Jobs and the master Service itself and adds the master/worker
+    flags to the image's ENTRYPOINT, so the command seeds carry only twinserve's own arguments, and the
+    TWINSERVE_* variables the launcher would set come as the test's environment.
     """
-    own = ("--master", "--worker", "--web-port", "--master-bind-port", "--master-host", "--master-port")
-    master_args = [a for a in src.service("locust-master")["command"] if not str(a).startswith(own)]
-    worker_args = [a for a in src.service("locust-worker")["command"] if not str(a).startswith(own)]
-    samples_at = _mount_target(src, "locust-worker", "artifacts/samples")
-    seed = "--locustfile loadtest/locustfile.py "
+    keys_vol, keys_mount = keys_volume(launch.KEYS)
+    env = launch.container_env("master")  # the workers' are the same: the same classes
     return {
         "apiVersion": "locust.io/v2",
         "kind": "LocustTest",
-        "metadata": meta("twinserve-point", "load-generator"),
+        "metadata": meta("twinserve-ui", "load-generator"),
         "spec": {
             "image": src.image("locust-master"),
             "imagePullPolicy": "IfNotPresent",
             "master": {
-                "command": seed + " ".join(str(a) for a in master_args),
+                "command": " ".join(launch.operator_seed("master")),
                 "resources": resources(src.limits("locust-master")),
                 # Started from the web UI, as with compose; the operator would otherwise start at once.
                 "autostart": False,
+                # A UI serves until it is stopped; --autoquit would end it a minute after the first run.
+                "autoquit": {"enabled": False},
             },
             "worker": {
-                "command": seed + " ".join(str(a) for a in worker_args),
+                "command": " ".join(launch.operator_seed("worker")),
                 "replicas": workers,
                 "resources": resources(src.limits("locust-worker")),
             },
-            "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": MODEL_PVC, "readOnly": True}}],
-            "volumeMounts": [
-                {"name": "models", "mountPath": samples_at, "subPath": "samples", "readOnly": True, "target": "worker"}
-            ],
+            "env": {"variables": [{"name": k, "value": v} for k, v in env.items()]},
+            "volumes": [MODELS, keys_vol],
+            "volumeMounts": [*models_mounts(target="both"), {**keys_mount, "target": "worker"}],
         },
     }

@@ -4,7 +4,8 @@
   kserve/torchserve/<model>/config/config.properties, model-store/<model>.mar   one kserve-torchserve storageUri
   tfserving/<model>/<version>/...                 plain TF Serving (/models) and kserve-tensorflow-serving
   tfserving/<model>/batching_parameters.txt, monitoring.config   read by KServe's TF Serving from /mnt/models
-  samples/<model>.json                            request bodies for the Locust workers
+  samples/<model>.json                            KServe v1 request bodies (one call by hand)
+  samples/<model>.npz, manifest.json              the Locust UI's classes and answer checks (loadtest/ui/launch.py)
 
 Copy the result into the `twinserve-models` claim (or any storage KServe reads and change the storageUris).
 Files are hard-linked where the file system allows, so the layout costs no space next to artifacts/.
@@ -49,6 +50,7 @@ def lay_out(artifacts: Path, out: Path, progress: Callable[[str], None] = print)
         raise ValueError(f"{artifacts}/manifest.json lacks model(s) {', '.join(missing)}: run `make export`")
     for part in PARTS:
         shutil.rmtree(out / part, ignore_errors=True)  # only our own sub-folders, never `out` itself
+    (out / "manifest.json").unlink(missing_ok=True)
     progress(f"laying out model storage for Kubernetes in {out}/ from {artifacts}/")
     for model in src.models:
         entry = exported[model.name]
@@ -65,10 +67,11 @@ def lay_out(artifacts: Path, out: Path, progress: Callable[[str], None] = print)
         _place_tree(saved_model, tf_root / saved_model.name)
         (tf_root / "batching_parameters.txt").write_text(src.tf_batching_text)
         (tf_root / "monitoring.config").write_text((src.repo / "serving/tfserving/monitoring.config").read_text())
-        sample = artifacts / "samples" / f"{model.name}.json"
-        if sample.is_file():
-            _place(sample, out / "samples" / sample.name)
+        for sample in (artifacts / "samples" / f"{model.name}{ext}" for ext in (".json", ".npz")):
+            if sample.is_file():
+                _place(sample, out / "samples" / sample.name)
         progress(f"  {model.name}: torchserve .mar + KServe config.properties, tfserving version {saved_model.name}")
-    files = sorted(p for part in PARTS for p in (out / part).rglob("*") if p.is_file())
+    _place(artifacts / "manifest.json", out / "manifest.json")
+    files = sorted([out / "manifest.json", *(p for part in PARTS for p in (out / part).rglob("*") if p.is_file())])
     progress(f"{len(files)} files; upload {out}/ to the claim twinserve-models (see docs/kubernetes.md)")
     return files

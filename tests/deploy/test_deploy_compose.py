@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from loadtest.ui import launch
 from tests.deploy import checks
 from tests.deploy.conftest import CPU, DEFAULT, REPO
 
@@ -112,8 +113,7 @@ def test_knobs_take_effect(compose: Callable[..., Any]) -> None:
             "TWINSERVE_BACKEND_CPUS": "3",
             "TWINSERVE_BACKEND_MEMORY": "6g",
             "TWINSERVE_BIND": "0.0.0.0",
-            "TWINSERVE_LT_TARGET": "tfserving-grpc-gateway:resnet18",
-            "TWINSERVE_LT_HOST": "http://torchserve:8080",
+            "TWINSERVE_LOCUST_WORKERS": "3",
         },
     )
     s = cfg["services"]
@@ -123,8 +123,30 @@ def test_knobs_take_effect(compose: Callable[..., Any]) -> None:
     for name in GPU_SERVICES:
         assert s[name]["deploy"]["resources"]["limits"] == {"cpus": 3, "memory": str(6 * 1024**3)}
     assert {p["host_ip"] for p in s["gateway"]["ports"]} == {"0.0.0.0"}
-    assert "--lt-target=tfserving-grpc-gateway:resnet18" in s["locust-worker"]["command"]
-    assert "--host=http://torchserve:8080" in s["locust-master"]["command"]
+    assert {p["host_ip"] for p in s["locust-master"]["ports"]} == {"0.0.0.0"}
+    assert s["locust-worker"]["deploy"]["replicas"] == 3
+
+
+def test_locust_services_run_the_web_ui_as_launch_py_renders_it(default_cfg: Any, cpu_cfg: Any) -> None:
+    """compose cannot call Python: its Locust commands must equal loadtest/ui/launch.py's, which Kubernetes renders."""
+    for cfg in (default_cfg, cpu_cfg):
+        s = cfg["services"]
+        for role in ("master", "worker"):
+            svc = s[f"locust-{role}"]
+            assert svc["entrypoint"] == list(launch.LAUNCHER), role
+            assert svc["command"] == launch.container_args(role), role
+            models = {m["target"]: m for m in svc["volumes"] if m["target"].startswith(launch.ARTIFACTS)}
+            assert set(models) == {f"{launch.ARTIFACTS}/manifest.json", f"{launch.ARTIFACTS}/samples"}, role
+            assert all(m["read_only"] and m["source"] == str(REPO / "artifacts" / m["target"].rsplit("/", 1)[1])
+                       for m in models.values()), role  # fmt: skip
+        results = next(m for m in s["locust-master"]["volumes"] if m["target"].startswith(launch.WORKDIR + "/results"))
+        assert results["target"] == f"{launch.WORKDIR}/{launch.RESULTS}" and results["type"] == "bind"
+        assert results["source"] == str(REPO / launch.RESULTS) and not results.get("read_only")
+        assert s["locust-worker"]["deploy"]["replicas"] == 1
+    assert launch.container_args("worker")[launch.container_args("worker").index("--master-host") + 1] == (
+        launch.MASTER_SERVICE
+    )
+    assert launch.MASTER_SERVICE in default_cfg["services"]
 
 
 def test_tf_serving_gets_a_gpu_memory_share_by_default(default_cfg: Any) -> None:

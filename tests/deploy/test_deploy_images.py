@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from loadtest.ui import launch
 from tests.deploy import checks
 from tests.deploy.checks import Instruction, parse_dockerfile
 from tests.deploy.conftest import DOCKERFILES, REPO
@@ -146,6 +147,8 @@ def test_dockerignore_keeps_secrets_state_and_artifacts_out() -> None:
     for path in (
         "gateway/app.py",
         "loadtest/locustfile.py",
+        "loadtest/ui/locustfile.py",
+        "loadtest/ui/static/twinserve.js",
         "requirements/gateway.txt",
         "serving/torchserve/config.properties",
         "deploy/torchserve/ts_keys.py",
@@ -213,7 +216,8 @@ def test_entry_points_and_exposed_ports(dockerfiles: dict[str, list[Instruction]
     for name in ("torchserve", "tfserving", "gateway"):
         assert exposed[name] == set(checks.published_ports(services[name])), name
     assert exposed["tfserving-standin"] == exposed["tfserving"]
-    assert exposed["loadtest"] == {8089, 5557}
+    assert exposed["loadtest"] == {8089, 5557} == {launch.WEB_PORT, launch.MASTER_PORT}
     loadtest = next(i for i in dockerfiles["loadtest"] if i.keyword == "ENTRYPOINT").exec_form()
-    assert loadtest == ["locust", "-f", "loadtest/locustfile.py"]
-    assert (REPO / "loadtest/locustfile.py").is_file()
+    assert loadtest == ["locust", "-f", launch.IMAGE_LOCUSTFILE]  # the web UI's, for the Locust operator
+    assert (REPO / launch.IMAGE_LOCUSTFILE).resolve() == launch.LOCUSTFILE.resolve()
+    assert [i.args for i in dockerfiles["loadtest"] if i.keyword == "WORKDIR"] == [launch.WORKDIR]

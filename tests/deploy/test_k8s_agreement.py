@@ -20,6 +20,8 @@ from deploy.k8s.sources import read_batching_parameters, read_properties
 from deploy.k8s.storage import lay_out
 from gateway.backends import KServeV1Backend, PerModelBackend, TFServingBackend, build_backends
 from gateway.settings import Settings
+from loadtest.ui import launch
+from loadtest.ui.catalog import environment_for
 from models.specs import SPECS
 from tests.deploy.checks import textproto_values
 from tests.deploy.conftest import CPU, DEFAULT, REPO
@@ -76,7 +78,7 @@ def test_images_match_compose(flavour: tuple[Any, list[Any]]) -> None:
     cfg, objs = flavour
     for name in (*SERVICES, *LOCUST):
         assert container(objs, name)["image"] == cfg["services"][name]["image"], name
-    assert obj(objs, "LocustTest", "twinserve-point")["spec"]["image"] == cfg["services"]["locust-master"]["image"]
+    assert obj(objs, "LocustTest", "twinserve-ui")["spec"]["image"] == cfg["services"]["locust-master"]["image"]
 
 
 def test_resources_match_compose(flavour: tuple[Any, list[Any]]) -> None:
@@ -207,15 +209,40 @@ def test_kserve_routes_point_each_model_at_its_inference_services(
     assert all(type(backends["tfserving"].client(m)) is TFServingBackend for m in SPECS)  # type: ignore[attr-defined]
 
 
-def test_locust_runs_compose_s_commands(flavour: tuple[Any, list[Any]]) -> None:
+def without_role_flags(argv: list[str]) -> list[str]:
+    """argv less Locust's master/worker flags (`--master-port=5557` or `--master-port 5557` alike)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg.startswith(("--master", "--worker")):
+            skip = "=" not in arg and arg not in ("--master", "--worker")
+        else:
+            out.append(arg)
+    return out
+
+
+def test_locust_runs_compose_s_commands(flavour: tuple[Any, list[Any]], dockerfiles: dict[str, Any]) -> None:
     cfg, objs = flavour
     for name in LOCUST:
+        assert container(objs, name)["command"] == cfg["services"][name]["entrypoint"], name
         assert container(objs, name)["args"] == cfg["services"][name]["command"], name
-    seed = obj(objs, "LocustTest", "twinserve-point")["spec"]
-    for arg in cfg["services"]["locust-master"]["command"]:
-        if arg.startswith(("--lt-", "--host")) or not arg.startswith("--"):
-            assert arg in seed["master"]["command"].split(), arg
-    assert "--locustfile loadtest/locustfile.py" in seed["worker"]["command"]
+    # The operator runs the image's ENTRYPOINT + the seed + its own role flags: that must be the Locust command the
+    # launcher runs for compose's arguments, with the environment the launcher gives it.
+    spec = obj(objs, "LocustTest", "twinserve-ui")["spec"]
+    entry = next(i for i in dockerfiles["loadtest"] if i.keyword == "ENTRYPOINT").exec_form()
+    assert entry[:2] == ["locust", "-f"] and (REPO / entry[2]).is_file()
+    env = {v["name"]: v["value"] for v in spec["env"]["variables"]}
+    operator_adds = {"master": ["--master", "--master-port=5557"], "worker": ["--worker", "--master-port=5557"]}
+    for role in ("master", "worker"):
+        args = launch.build_parser().parse_args(cfg["services"][f"locust-{role}"]["command"])
+        want = launch.locust_command(args, locustfile=entry[2])
+        got = [*entry[1:], *spec[role]["command"].split(), *operator_adds[role]]
+        assert without_role_flags(got) == without_role_flags(want), role
+        assert env == environment_for(args.stack, args.state, args.artifacts, None), role
+    assert launch.MASTER_PORT == 5557  # the operator's fixed master port; Locust binds every interface by default
+    assert spec["master"]["autostart"] is False and spec["master"]["autoquit"] == {"enabled": False}
 
 
 def test_model_names_agree_everywhere(flavour: tuple[Any, list[Any]]) -> None:
@@ -315,6 +342,9 @@ def test_storage_layout_for_kserve_torchserve(storage: Path) -> None:
         assert plain_mar.read_bytes() == (root / "model-store" / f"{name}.mar").read_bytes()
 
 
+XS = (".json", ".npz")
+
+
 def test_storage_layout_for_tf_serving(storage: Path) -> None:
     """<model>/<version>/saved_model.pb, plus the batching and monitoring files the isvc args name."""
     for name, spec in SPECS.items():
@@ -324,7 +354,9 @@ def test_storage_layout_for_tf_serving(storage: Path) -> None:
             REPO / "serving/tfserving/batching_parameters.txt"
         )
         assert (root / "monitoring.config").read_text() == (REPO / "serving/tfserving/monitoring.config").read_text()
-    assert sorted(p.name for p in (storage / "samples").iterdir()) == sorted(f"{m}.json" for m in SPECS)
+    assert sorted(p.name for p in (storage / "samples").iterdir()) == sorted(f"{m}{x}" for m in SPECS for x in XS)
+    # The Locust UI's workers build their classes from manifest.json and check answers against samples/*.npz.
+    assert (storage / "manifest.json").read_bytes() == (REPO / "artifacts/manifest.json").read_bytes()
 
 
 def test_storage_refuses_a_tampered_archive(tmp_path: Path, storage: Path) -> None:

@@ -81,3 +81,25 @@ def test_discover_prefers_native_then_compose(tmp_path: Path, monkeypatch: pytes
         stack.discover("compose", native, tmp_path / "nothing.json")
     with pytest.raises(FileNotFoundError, match="make up"):
         stack.discover("native", native, compose_state)
+
+
+@pytest.mark.parametrize(
+    ("resolving", "want"),
+    [
+        # compose, or Kubernetes' plain path: every service by name, so every target
+        ({"torchserve", "tfserving", "gateway"}, {f"{fw}-{p}-{path}" for fw in ("torchserve", "tfserving")
+                                                  for p in ("rest", "grpc") for path in ("direct", "gateway")}),
+        # Kubernetes with KServe: only the gateway resolves in the namespace; it still routes to both frameworks
+        ({"gateway"}, {f"{fw}-{p}-gateway" for fw in ("torchserve", "tfserving") for p in ("rest", "grpc")}),
+        # a model server alone: its direct targets, no gateway ones
+        ({"torchserve"}, {"torchserve-rest-direct", "torchserve-grpc-direct"}),
+    ],
+)  # fmt: skip
+def test_in_network_discovery_offers_what_each_name_reaches(
+    monkeypatch: pytest.MonkeyPatch, resolving: set[str], want: set[str]
+) -> None:
+    monkeypatch.setattr(stack, "_resolves", lambda host: host in resolving)  # which names the network's DNS knows
+    monkeypatch.setattr(stack, "probe_tf_side", lambda url, timeout=5.0: None)
+    found = stack.from_compose().targets(["digits"])
+    assert {t.id.removesuffix(":digits") for t in found} == want
+    assert all(t.host == ("gateway" if t.path == "gateway" else t.framework) for t in found)

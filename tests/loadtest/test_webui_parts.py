@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from werkzeug.datastructures import MultiDict
 
+from contract.ports import Ports
+from contract.state import ProcessRecord, ServiceState, StackState
 from loadtest.targets import Target
 from loadtest.ui import catalog, fields
 from loadtest.webui import port_problem
@@ -21,11 +23,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _state(tmp_path: Path, artifacts: Path, services: tuple[str, ...] = ("torchserve", "tfserving")) -> Path:
-    """A state.json as the supervisor writes it (only what the load generator reads)."""
+    """A state.json as the supervisor writes it (contract/state.py), with every service ready; nothing runs."""
     state = tmp_path / "run" / "state.json"
     state.parent.mkdir(parents=True)
-    doc = {"host": "127.0.0.1", "artifacts": str(artifacts), "ports": {}, "services": {s: {} for s in services}}
-    state.write_text(json.dumps({**doc, "services": {s: {"ready": True} for s in services}}), encoding="utf-8")
+    proc = ProcessRecord(pid=0, create_time=0.0, argv=[], cwd=str(tmp_path))
+    svcs = {
+        s: ServiceState(s, s, "standin" if s == "tfserving" else "native", proc, {}, "", "", ready=True)
+        for s in services
+    }
+    doc = StackState(str(state.parent), str(artifacts), "127.0.0.1", Ports(), svcs).to_dict()
+    state.write_text(json.dumps(doc), encoding="utf-8")
     return state
 
 
@@ -115,3 +122,23 @@ def test_the_launcher_without_a_stack_says_make_up(tmp_path: Path) -> None:
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"no running stack ({tmp_path / 'state.json'} does not exist): run `make up` first" in done.stderr
+
+
+def test_the_launcher_names_a_results_folder_it_cannot_write(artifacts: Path, tmp_path: Path) -> None:
+    """Checked before the UI starts (compose's master bind-mounts results/in-compose), not after a run."""
+    state = _state(tmp_path, artifacts)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    base = [sys.executable, "-m", "loadtest.webui", "--state", str(state), "--web-port", port, "--print"]
+    bad = subprocess.run(
+        [*base, "--results", str(blocker / "runs")], check=False, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert f"cannot save UI runs in {blocker / 'runs'}: " in bad.stderr and "--results" in bad.stderr
+    good = subprocess.run(
+        [*base, "--results", str(tmp_path / "runs")], check=False, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert good.returncode == 0 and f"--twinserve-results {tmp_path / 'runs'}" in good.stdout, good.stderr
