@@ -59,7 +59,7 @@ def retry_after(seconds: float) -> str:
 
 def unavailable_retry_s(settings: Settings) -> float:
     """Retry-After of a 503 that knows no better: the next health check is the earliest it can change."""
-    return settings.limits.health_interval_s
+    return settings.health.interval_s
 
 
 def error_response(exc: BaseException, unavailable_retry: float = 1.0) -> Response:

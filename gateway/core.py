@@ -70,15 +70,16 @@ class DataPlane:
         self.metrics = metrics
         self.draining = False
         self.registry = MetadataRegistry({m: tuple(r.versions) for m, r in self.routes.items()})
-        lim = settings.limits
-        self.upstreams = Upstreams(backends, lim, metrics)
+        self.upstreams = Upstreams(backends, settings.breaker, settings.limits.retry_after_s, metrics)
         self.breakers = self.upstreams.breakers
         self.call = self.upstreams.call
+        shadow = settings.shadow
         self.shadow = ShadowMirror(
-            self.upstreams.shadow_call, metrics, lim.shadow_queue_size, lim.shadow_workers, lim.shadow_tolerance
+            self.upstreams.shadow_call, metrics, shadow.queue_size, shadow.workers, shadow.tolerance
         )
+        health = settings.health
         self.health = HealthMonitor(
-            backends, self.breakers, self.registry, self.routes, lim.health_interval_s, lim.health_failures
+            backends, self.breakers, self.registry, self.routes, health.interval_s, health.failures
         )
 
     async def start(self) -> None:

@@ -11,8 +11,9 @@ import ipaddress
 from gateway.settings import Settings
 
 ALLOW_ENV = "TWINSERVE_SERVER__ALLOW_UNAUTHENTICATED"
-KEYS_ENV = "TWINSERVE_LIMITS__API_KEYS"
-KEY_FILE_ENV = "TWINSERVE_LIMITS__API_KEY_FILE"
+KEYS_ENV = "TWINSERVE_AUTH__API_KEYS"
+KEY_FILE_ENV = "TWINSERVE_AUTH__API_KEY_FILE"
+LEGACY_KEYS_ENV = "TWINSERVE_LIMITS__API_KEYS"  # the name before `auth` had its own section; still read
 
 
 def is_loopback(host: str) -> bool:
@@ -38,12 +39,12 @@ def refusal(settings: Settings) -> str | None:
         return None
     return (
         f"refusing to serve on {host!r} without API keys: anyone who can reach it could run inference. "
-        f"Set {KEYS_ENV} (a JSON list) or {KEY_FILE_ENV}, listen on 127.0.0.1, "
+        f"Set {KEYS_ENV} (a JSON list; formerly {LEGACY_KEYS_ENV}) or {KEY_FILE_ENV}, listen on 127.0.0.1, "
         f"or set {ALLOW_ENV}=true to allow it anyway"
     )
 
 
 def metrics_public(settings: Settings) -> bool:
     """Whether /metrics is open when API keys are configured: as set, else only on loopback."""
-    explicit = settings.limits.metrics_public
+    explicit = settings.auth.metrics_public
     return is_loopback(exposed_host(settings)) if explicit is None else explicit

@@ -1,14 +1,17 @@
 """The gateway's one typed settings object: env prefix TWINSERVE_, nested with `__`, routes from YAML.
 
 Precedence (highest first): init kwargs, environment (`TWINSERVE_ROUTES__MODELS__DIGITS__POLICY=split`),
-the routes YAML file (`TWINSERVE_ROUTES_FILE`, default gateway/routes.yaml), field defaults.
+the routes YAML file (`TWINSERVE_ROUTES_FILE`, default gateway/routes.yaml), field defaults. The auth, health,
+shadow and breaker settings lived under `limits` before; their old names (`TWINSERVE_LIMITS__API_KEYS`,
+`TWINSERVE_LIMITS__HEALTH_INTERVAL_S`, ...: LEGACY_LIMITS) still work.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -172,7 +175,7 @@ class BackendsSettings(_Section):
 
 
 class LimitsSettings(_Section):
-    """Protection for the gateway and the backends."""
+    """Protection for the gateway: request size limits and the 429 hint."""
 
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     """Largest request body accepted (413 before reading more)."""
@@ -180,26 +183,89 @@ class LimitsSettings(_Section):
     """Largest total size of request headers accepted (431 beyond it)."""
     retry_after_s: int = Field(default=1, ge=0)
     """Retry-After sent with 429."""
+
+
+class AuthSettings(_Section):
+    """Ingress API keys and who may read /metrics."""
+
     api_keys: list[SecretStr] = Field(default_factory=list)
     """Accepted ingress API keys (Bearer); empty together with api_key_file means no auth."""
     api_key_file: Path | None = None
     """File with one accepted API key per line."""
     metrics_public: bool | None = None
     """Whether /metrics stays open when API keys are configured (None: only when the gateway is on loopback)."""
-    breaker_failures: int = Field(default=5, ge=1)
-    """Consecutive failures that open a backend's circuit."""
-    breaker_cooldown_s: float = Field(default=5.0, gt=0)
-    """Time an open circuit waits before a half-open probe."""
-    health_interval_s: float = Field(default=2.0, gt=0)
+
+
+class HealthSettings(_Section):
+    """Active health checks of every (model, backend)."""
+
+    interval_s: float = Field(default=2.0, gt=0)
     """Period of active backend health checks; also a 503's Retry-After (an open circuit sends its cool-down)."""
-    health_failures: int = Field(default=3, ge=1)
+    failures: int = Field(default=3, ge=1)
     """Consecutive failed probes before a model stops being routed to a backend (one slow probe is not an outage)."""
-    shadow_queue_size: int = Field(default=64, ge=1)
+
+
+class ShadowSettings(_Section):
+    """The shadow policy's mirror: queue, workers, and what counts as a match."""
+
+    queue_size: int = Field(default=64, ge=1)
     """Mirrored requests waiting for the shadow worker; more are dropped and counted."""
-    shadow_workers: int = Field(default=2, ge=1)
+    workers: int = Field(default=2, ge=1)
     """Concurrent mirrored requests."""
-    shadow_tolerance: float = Field(default=1e-3, ge=0)
+    tolerance: float = Field(default=1e-3, ge=0)
     """Largest absolute output difference that still counts as a match."""
+
+
+class BreakerSettings(_Section):
+    """Per-backend circuit breakers."""
+
+    failures: int = Field(default=5, ge=1)
+    """Consecutive failures that open a backend's circuit."""
+    cooldown_s: float = Field(default=5.0, gt=0)
+    """Time an open circuit waits before a half-open probe."""
+
+
+LEGACY_LIMITS: dict[str, tuple[str, str]] = {
+    "api_keys": ("auth", "api_keys"),
+    "api_key_file": ("auth", "api_key_file"),
+    "metrics_public": ("auth", "metrics_public"),
+    "health_interval_s": ("health", "interval_s"),
+    "health_failures": ("health", "failures"),
+    "shadow_queue_size": ("shadow", "queue_size"),
+    "shadow_workers": ("shadow", "workers"),
+    "shadow_tolerance": ("shadow", "tolerance"),
+    "breaker_failures": ("breaker", "failures"),
+    "breaker_cooldown_s": ("breaker", "cooldown_s"),
+}
+"""`limits.<old>` (e.g. TWINSERVE_LIMITS__API_KEYS) -> (section, field) where it lives now; the old names still work."""
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "auth": AuthSettings,
+    "health": HealthSettings,
+    "shadow": ShadowSettings,
+    "breaker": BreakerSettings,
+}
+
+
+def move_legacy_limits(data: Any) -> Any:
+    """Move the former `limits` keys into their sections; a value under the new name wins over the old one."""
+    limits = data.get("limits") if isinstance(data, dict) else None
+    if not isinstance(limits, dict) or not set(limits) & set(LEGACY_LIMITS):
+        return data
+    data, limits = dict(data), dict(limits)
+    for old in set(limits) & set(LEGACY_LIMITS):
+        value = limits.pop(old)
+        section, name = LEGACY_LIMITS[old]
+        target = data.get(section) or {}
+        target = target.model_dump(exclude_unset=True) if isinstance(target, BaseModel) else dict(target)
+        annotation = SECTIONS[section].model_fields[name].annotation
+        if isinstance(value, str) and get_origin(annotation) in (list, dict):
+            value = json.loads(value)  # what the env source does for a complex field it knows by its new name
+        target.setdefault(name, value)
+        data[section] = target
+    data["limits"] = limits
+    return data
 
 
 class TelemetrySettings(_Section):
@@ -253,9 +319,22 @@ class Settings(BaseSettings):
     routes: RoutesSettings = Field(default_factory=RoutesSettings)
     """Per-model routing."""
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
-    """Limits, breaker, shadow queue and ingress keys."""
+    """Request size limits and the 429 hint."""
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    """Ingress API keys and /metrics access."""
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    """Active health checks."""
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)
+    """The shadow mirror."""
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    """Circuit breakers."""
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     """Logs and metrics."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_limits(cls, data: Any) -> Any:
+        return move_legacy_limits(data)
 
     @field_validator("routes", mode="after")
     @classmethod
@@ -279,9 +358,9 @@ class Settings(BaseSettings):
 
     def api_keys(self) -> list[str]:
         """Accepted ingress keys from the setting and the key file (empty: auth off)."""
-        keys = [k.get_secret_value() for k in self.limits.api_keys]
-        if self.limits.api_key_file is not None:
-            lines = self.limits.api_key_file.read_text().splitlines()
+        keys = [k.get_secret_value() for k in self.auth.api_keys]
+        if self.auth.api_key_file is not None:
+            lines = self.auth.api_key_file.read_text().splitlines()
             keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
         return keys
 

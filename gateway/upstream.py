@@ -9,7 +9,7 @@ from gateway.backends.base import Backend
 from gateway.breaker import STATE_VALUE, CircuitBreaker
 from gateway.errors import GatewayError, InvalidArgument, Unavailable, UpstreamError, UpstreamTimeout
 from gateway.limits import InFlightLimiter
-from gateway.settings import LimitsSettings
+from gateway.settings import BreakerSettings
 from gateway.telemetry import Metrics
 from gateway.tensors import InferTensor
 
@@ -17,24 +17,24 @@ from gateway.tensors import InferTensor
 class Upstreams:
     """The backends with a breaker and an in-flight limiter each; every inference goes through `call`."""
 
-    def __init__(self, backends: Mapping[str, Backend], limits: LimitsSettings, metrics: Metrics) -> None:
+    def __init__(
+        self, backends: Mapping[str, Backend], breaker: BreakerSettings, retry_after_s: float, metrics: Metrics
+    ) -> None:
         self.backends = backends
         self.metrics = metrics
-        self.breakers = {name: self._breaker(name, limits) for name in backends}
+        self.breakers = {name: self._breaker(name, breaker) for name in backends}
         self.limiters = {
             name: InFlightLimiter(
-                name, b.settings.max_in_flight, b.settings.max_queue, b.settings.queue_timeout_s, limits.retry_after_s
+                name, b.settings.max_in_flight, b.settings.max_queue, b.settings.queue_timeout_s, retry_after_s
             )
             for name, b in backends.items()
         }
         for name in backends:
             metrics.circuit_state.labels(name).set(0)
 
-    def _breaker(self, name: str, limits: LimitsSettings) -> CircuitBreaker:
+    def _breaker(self, name: str, settings: BreakerSettings) -> CircuitBreaker:
         gauge = self.metrics.circuit_state.labels(name)
-        return CircuitBreaker(
-            limits.breaker_failures, limits.breaker_cooldown_s, on_change=lambda s: gauge.set(STATE_VALUE[s])
-        )
+        return CircuitBreaker(settings.failures, settings.cooldown_s, on_change=lambda s: gauge.set(STATE_VALUE[s]))
 
     async def call(
         self,

@@ -89,7 +89,7 @@ def test_upstream_failure_and_deadline(backends: dict[str, FaultBackend]) -> Non
 
 def test_api_key_on_grpc(backends: dict[str, FaultBackend]) -> None:
     settings = fault_settings()
-    settings.limits.api_keys = ["k1"]  # type: ignore[list-item]
+    settings.auth.api_keys = ["k1"]  # type: ignore[list-item]
     settings = type(settings).model_validate(settings.model_dump())
     with serve(settings, backends) as gw:
         client = grpcclient.InferenceServerClient(f"127.0.0.1:{gw.grpc_port}")

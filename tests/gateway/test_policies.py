@@ -32,9 +32,9 @@ def test_route_default_backend_setting(backends: dict[str, FaultBackend]) -> Non
 
 def test_failover_on_5xx_and_breaker_opens(backends: dict[str, FaultBackend]) -> None:
     settings = fault_settings(policy="failover")
-    settings.limits.breaker_failures = 2
-    settings.limits.breaker_cooldown_s = 60
-    settings.limits.health_interval_s = 60
+    settings.breaker.failures = 2
+    settings.breaker.cooldown_s = 60
+    settings.health.interval_s = 60
     backends["torchserve"].fail = True
     with serve(settings, backends) as gw:
         for _ in range(3):
@@ -57,9 +57,9 @@ def test_pin_upstream_failure_is_502_naming_backend(backends: dict[str, FaultBac
 
 def test_half_open_probe_closes_after_cooldown(backends: dict[str, FaultBackend]) -> None:
     settings = fault_settings()
-    settings.limits.breaker_failures = 1
-    settings.limits.breaker_cooldown_s = 60  # never over by itself while the test runs, however slow the machine
-    settings.limits.health_interval_s = 60
+    settings.breaker.failures = 1
+    settings.breaker.cooldown_s = 60  # never over by itself while the test runs, however slow the machine
+    settings.health.interval_s = 60
     with serve(settings, backends) as gw:
         backends["torchserve"].fail = True
         assert infer(gw).status_code == 502
@@ -124,8 +124,8 @@ def test_shadow_compares_and_never_delays(backends: dict[str, FaultBackend]) -> 
         assert metric(gw, 'twinserve_gateway_shadow_max_abs_diff_count{model="digits"}') == 1
     backends["tfserving"].delay_s = 30.0  # a slow shadow must not slow the primary; the full queue drops
     settings = fault_settings(policy="shadow")
-    settings.limits.shadow_queue_size = 1
-    settings.limits.shadow_workers = 1
+    settings.shadow.queue_size = 1
+    settings.shadow.workers = 1
     with serve(settings, backends) as gw:
         t0 = time.monotonic()
         for _ in range(4):
@@ -149,8 +149,8 @@ def test_api_keys_from_setting_and_file(backends: dict[str, FaultBackend], tmp_p
     key_file = tmp_path / "keys"
     key_file.write_text("# comment\nfile-key\n")
     settings = fault_settings()
-    settings.limits.api_keys = ["env-key"]  # type: ignore[list-item]
-    settings.limits.api_key_file = key_file
+    settings.auth.api_keys = ["env-key"]  # type: ignore[list-item]
+    settings.auth.api_key_file = key_file
     settings = Settings.model_validate(settings.model_dump())
     with serve(settings, backends) as gw:
         assert requests.get(gw.url + "/v2/health/ready").status_code == 200

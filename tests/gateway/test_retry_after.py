@@ -11,9 +11,9 @@ from gateway.metadata import ModelMetadata, TensorMeta
 
 def test_circuit_open_503_says_when_the_probe_comes(backends: dict[str, FaultBackend]) -> None:
     settings = fault_settings()
-    settings.limits.breaker_failures = 1
-    settings.limits.breaker_cooldown_s = 30
-    settings.limits.health_interval_s = 60
+    settings.breaker.failures = 1
+    settings.breaker.cooldown_s = 30
+    settings.health.interval_s = 60
     backends["torchserve"].fail = True
     with serve(settings, backends) as gw:
         assert infer(gw).status_code == 502
@@ -29,7 +29,7 @@ def test_not_ready_503s_carry_the_health_interval(backends: dict[str, FaultBacke
         meta.name, meta.versions, "x", (TensorMeta("input", "FP32", (-1, 3, 8, 8)),), meta.outputs
     )
     settings = fault_settings()
-    settings.limits.health_interval_s = 2.5
+    settings.health.interval_s = 2.5
     with serve(settings, backends) as gw:
         answers = {
             "infer": infer(gw),
@@ -45,8 +45,8 @@ def test_not_ready_503s_carry_the_health_interval(backends: dict[str, FaultBacke
 def test_pinned_to_a_stack_that_does_not_serve_the_model(backends: dict[str, FaultBackend]) -> None:
     backends["tfserving"].health = False
     settings = fault_settings(policy="split")
-    settings.limits.health_failures = 1
-    settings.limits.health_interval_s = 0.2
+    settings.health.failures = 1
+    settings.health.interval_s = 0.2
     with serve(settings, backends) as gw:
         gw.run(gw.plane.health.check())
         r = infer(gw, **{"X-Backend": "tfserving"})

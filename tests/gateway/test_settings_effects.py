@@ -82,7 +82,7 @@ def _becomes(condition: Any, timeout_s: float = 30.0) -> bool:
 @pytest.mark.parametrize(("interval", "notices"), [(0.1, True), (60.0, False)])
 def test_health_interval_s(backends: dict[str, FaultBackend], interval: float, notices: bool) -> None:
     settings = fault_settings()
-    settings.limits.health_interval_s = interval
+    settings.health.interval_s = interval
     with serve(settings, backends) as gw:
         assert requests.get(gw.url + "/v2/models/digits/ready").status_code == 200
         backends["torchserve"].health = False  # e.g. its worker crash-loops while /ping says Healthy
@@ -99,8 +99,8 @@ def test_health_interval_s(backends: dict[str, FaultBackend], interval: float, n
 @pytest.mark.parametrize(("failures", "routed_away"), [(1, True), (1000, False)])
 def test_health_failures(backends: dict[str, FaultBackend], failures: int, routed_away: bool) -> None:
     settings = fault_settings()
-    settings.limits.health_interval_s = 0.05
-    settings.limits.health_failures = failures
+    settings.health.interval_s = 0.05
+    settings.health.failures = failures
     with serve(settings, backends) as gw:
         assert requests.get(gw.url + "/v2/models/digits/ready").status_code == 200
         backends["torchserve"].health = False
@@ -118,7 +118,7 @@ def test_health_failures(backends: dict[str, FaultBackend], failures: int, route
 @pytest.mark.parametrize(("tolerance", "mismatches"), [(1e-3, 1), (1.0, 0)])
 def test_shadow_tolerance(backends: dict[str, FaultBackend], tolerance: float, mismatches: int) -> None:
     settings = fault_settings(policy="shadow")
-    settings.limits.shadow_tolerance = tolerance  # the fault backends differ by 0.5, same arg-max
+    settings.shadow.tolerance = tolerance  # the fault backends differ by 0.5, same arg-max
     with serve(settings, backends) as gw:
         assert infer(gw.url).status_code == 200
         deadline = time.monotonic() + 5

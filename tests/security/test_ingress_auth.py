@@ -108,7 +108,7 @@ def test_metrics_can_require_the_key() -> None:
 
 def test_metrics_public_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TWINSERVE_LIMITS__METRICS_PUBLIC", "false")
-    assert Settings(routes_file=None).limits.metrics_public is False
+    assert Settings(routes_file=None).auth.metrics_public is False
 
 
 def test_key_check_is_constant_time_and_compares_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
