@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -15,46 +12,16 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException
 
 from gateway import openapi, rest
-from gateway.auth import OPEN_PATHS, ApiKeyMiddleware, ApiKeys
+from gateway.auth import OPEN_PATHS, ApiKeys
 from gateway.backends import Backend, build_backends
 from gateway.core import DataPlane
-from gateway.errors import GatewayError, Overloaded, Unavailable, client_message, http_status
+from gateway.errors import GatewayError, InvalidArgument, error_body, render_http, retry_after
 from gateway.exposure import metrics_public
-from gateway.limits import BodySizeLimit
+from gateway.middleware import ApiKeyMiddleware, BodySizeLimit, RequestContext
 from gateway.settings import Settings
-from gateway.telemetry import Metrics, configure_logging, new_request_id, request_id
+from gateway.telemetry import Metrics, configure_logging
 
 log = logging.getLogger(__name__)
-
-
-class RequestContext:
-    """Pure ASGI middleware: take or make `X-Request-ID`, expose it to logs and backends, echo it back."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
-        rid = rid[:128] if rid.isprintable() and rid else new_request_id()
-        token = request_id.set(rid)
-
-        async def send_with_id(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode("latin-1"))]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id.reset(token)
-
-
-def retry_after(seconds: float) -> str:
-    """A Retry-After value: whole seconds, rounded up, at least 1 (0 would invite a retry storm)."""
-    return str(max(1, math.ceil(seconds)))
 
 
 def unavailable_retry_s(settings: Settings) -> float:
@@ -63,23 +30,9 @@ def unavailable_retry_s(settings: Settings) -> float:
 
 
 def error_response(exc: BaseException, unavailable_retry: float = 1.0) -> Response:
-    """The one HTTP rendering of every error: `{"error": message}` with its status and hints.
-
-    Every 429 and 503 says when to come back: 429 the configured `retry_after_s`, 503 when the circuit's
-    cool-down ends, else `unavailable_retry`.
-    """
-    status = http_status(exc)
-    response = Response(
-        json.dumps({"error": client_message(exc)}).encode(), status_code=status, media_type="application/json"
-    )
-    if isinstance(exc, Overloaded):
-        response.headers["Retry-After"] = str(int(exc.retry_after_s))
-    elif status == 503:
-        known = exc.retry_after_s if isinstance(exc, Unavailable) else None
-        response.headers["Retry-After"] = retry_after(unavailable_retry if known is None else known)
-    if isinstance(exc, GatewayError) and exc.backend:
-        response.headers["X-Backend"] = exc.backend
-    return response
+    """`exc` as a Response, rendered by errors.render_http (the one HTTP rendering of every error)."""
+    error = render_http(exc, unavailable_retry)
+    return Response(error.body, status_code=error.status, headers=dict(error.headers), media_type="application/json")
 
 
 def create_app(settings: Settings | None = None, *, backends: dict[str, Backend] | None = None) -> FastAPI:
@@ -129,14 +82,12 @@ def create_app(settings: Settings | None = None, *, backends: dict[str, Backend]
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        body = json.dumps({"error": str(exc.detail)}).encode()
-        return Response(body, status_code=exc.status_code, media_type="application/json")
+        # Starlette's own 404/405 for paths and methods nobody serves: same body as ours
+        return Response(error_body(str(exc.detail)), status_code=exc.status_code, media_type="application/json")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return Response(
-            json.dumps({"error": str(exc.errors())}).encode(), status_code=400, media_type="application/json"
-        )
+        return error_response(InvalidArgument(str(exc.errors())))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

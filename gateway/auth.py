@@ -1,12 +1,13 @@
-"""Optional ingress API keys: Bearer tokens compared in constant time; health and metrics stay open."""
+"""Optional ingress API keys: Bearer tokens compared in constant time; health and metrics stay open.
+
+The middleware that enforces them on REST is gateway/middleware.py; the gRPC adapter calls `check` itself.
+"""
 
 from __future__ import annotations
 
 import hmac
-import json
-from typing import Any
 
-from gateway.errors import GatewayError, PermissionDenied, Unauthenticated
+from gateway.errors import PermissionDenied, Unauthenticated
 
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
 
@@ -34,27 +35,3 @@ class ApiKeys:
         # compare against every key so timing does not reveal which one matched
         if not any([hmac.compare_digest(presented, key) for key in self._keys]):
             raise PermissionDenied("API key not accepted")
-
-
-class ApiKeyMiddleware:
-    """Pure ASGI middleware enforcing ApiKeys on every HTTP path except `open_paths`."""
-
-    def __init__(self, app: Any, keys: ApiKeys, open_paths: frozenset[str] = OPEN_PATHS) -> None:
-        self.app = app
-        self.keys = keys
-        self.open_paths = open_paths
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not self.keys.enabled or scope["path"] in self.open_paths:
-            await self.app(scope, receive, send)
-            return
-        header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
-        try:
-            self.keys.check(header)
-        except GatewayError as exc:
-            body = json.dumps({"error": exc.message}).encode()
-            headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
-            await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
-        await self.app(scope, receive, send)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from gateway.errors import InvalidArgument
+from gateway.metadata import ModelMetadata
 from gateway.tensors import InferTensor, decode_binary, decode_json, encode_binary, encode_json_data
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -118,3 +119,18 @@ def encode_response(
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)
+
+
+def metadata_json(meta: ModelMetadata) -> dict[str, Any]:
+    """v2 model metadata body."""
+
+    def tensors(items: Any) -> list[dict[str, Any]]:
+        return [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in items]
+
+    return {
+        "name": meta.name,
+        "versions": list(meta.versions),
+        "platform": meta.platform,
+        "inputs": tensors(meta.inputs),
+        "outputs": tensors(meta.outputs),
+    }

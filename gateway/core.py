@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway import __version__
 from gateway.backends.base import Backend
+from gateway.deadline import Deadline
 from gateway.errors import GatewayError, InvalidArgument, Unavailable, UpstreamError, UpstreamTimeout
 from gateway.health import HealthMonitor
 from gateway.metadata import MetadataRegistry, ModelMetadata, ModelState, validate_request
-from gateway.policies import ShadowMirror
-from gateway.routing import Plan, plan
+from gateway.routing import Plan, pin_and_sticky, pin_of, plan
 from gateway.settings import Settings
+from gateway.shadow import ShadowMirror
 from gateway.telemetry import Metrics, status_class
 from gateway.tensors import InferTensor
 from gateway.upstream import Upstreams
@@ -34,15 +35,18 @@ class ServerMetadata:
 
 @dataclass
 class InferRequest:
-    """One inference as the core sees it, whatever protocol it came in on."""
+    """One inference as the core sees it, whatever protocol it came in on.
+
+    `headers`: the HTTP headers or gRPC metadata as they came (lowercase keys); routing picks out the pin and the
+    sticky key. `deadline_s`: the client's own deadline (gRPC), when it has one.
+    """
 
     model: str
     version: str | None
     inputs: list[InferTensor]
     outputs: list[str] | None = None
     request_id: str = "-"
-    pin: str | None = None
-    sticky: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
     protocol: str = "rest"
     deadline_s: float | None = None
 
@@ -56,8 +60,6 @@ class InferResult:
     outputs: list[InferTensor]
     backend: str
     upstream_s: float = 0.0
-    gateway_s: float = 0.0
-    attempts: list[str] = field(default_factory=list)
 
 
 class DataPlane:
@@ -71,15 +73,13 @@ class DataPlane:
         self.draining = False
         self.registry = MetadataRegistry({m: tuple(r.versions) for m, r in self.routes.items()})
         self.upstreams = Upstreams(backends, settings.breaker, settings.limits.retry_after_s, metrics)
-        self.breakers = self.upstreams.breakers
-        self.call = self.upstreams.call
         shadow = settings.shadow
         self.shadow = ShadowMirror(
             self.upstreams.shadow_call, metrics, shadow.queue_size, shadow.workers, shadow.tolerance
         )
         health = settings.health
         self.health = HealthMonitor(
-            backends, self.breakers, self.registry, self.routes, health.interval_s, health.failures
+            backends, self.upstreams.breakers, self.registry, self.routes, health.interval_s, health.failures
         )
 
     async def start(self) -> None:
@@ -107,9 +107,10 @@ class DataPlane:
         """Ready when not draining and every routed model can be served by its policy now."""
         return not self.draining and all(self._routable(m) for m in self.routes)
 
-    def model_ready(self, model: str, version: str | None, pin: str | None = None) -> bool:
-        """Whether a model (404 if unknown) can be served by its policy now, or by the `pin`ned stack."""
+    def model_ready(self, model: str, version: str | None, headers: Mapping[str, str], protocol: str) -> bool:
+        """Whether a model (404 if unknown) can be served by its policy now, or by the stack the headers pin."""
         state = self.registry.get(model, version)
+        pin = pin_of(headers, protocol)
         if pin:
             return not self.draining and state.ready and pin in state.backends
         return not self.draining and self._routable(model)
@@ -139,7 +140,6 @@ class DataPlane:
         try:
             result = await self._infer(req)
             backend, status = result.backend, 200
-            result.gateway_s = time.perf_counter() - start
             return result
         except GatewayError as exc:
             status = exc.http_status
@@ -160,48 +160,45 @@ class DataPlane:
         assert state.meta is not None
         validate_request(state.meta, req.inputs, req.outputs)
         route = self.routes[req.model]
-        timeout = min(route.timeout_s, req.deadline_s) if req.deadline_s else route.timeout_s
-        deadline = time.monotonic() + timeout
+        pin, sticky = pin_and_sticky(route, req.headers, req.protocol)
         serving = [b for b in self.backends if b in state.backends]
-        usable = [b for b in serving if self.breakers[b].available()]
-        chosen = plan(
-            req.model,
-            route,
-            pin=req.pin,
-            sticky=req.sticky,
-            serving=serving,
-            usable=usable,
-            u=random.random(),
-        )
-        try:
-            async with asyncio.timeout(timeout):
-                result = await self._run(req, chosen, deadline, route.failover_after_s or timeout / 2)
-        except TimeoutError:
-            raise UpstreamTimeout(f"route deadline of {timeout:.3g}s passed", backend=chosen.primary) from None
+        breakers = self.upstreams.breakers
+        usable = [b for b in serving if breakers[b].available()]
+        chosen = plan(req.model, route, pin=pin, sticky=sticky, serving=serving, usable=usable, u=random.random())
+        if req.deadline_s and req.deadline_s < route.timeout_s:
+            deadline = Deadline.after(req.deadline_s, f"client deadline of {req.deadline_s:.3g}s")
+        else:
+            deadline = Deadline.after(route.timeout_s, f"route deadline of {route.timeout_s:.3g}s")
+        result = await self._run(req, chosen, deadline)
         if req.outputs:
             result.outputs = [t for t in result.outputs if t.name in req.outputs]
         if chosen.shadow:
             self.shadow.submit(req.model, req.version, chosen.shadow, req.inputs, result.outputs, req.request_id)
         return result
 
-    async def _run(self, req: InferRequest, chosen: Plan, deadline: float, primary_s: float) -> InferResult:
-        """The primary, then (failover) the fallback. With a fallback, the primary gets at most `primary_s` of the
-        deadline: an upstream that stopped answering (a stopped container's address drops packets; nothing refuses
-        the connection) must leave the fallback time to answer, not take the whole deadline with it."""
-        attempts: list[str] = []
+    async def _run(self, req: InferRequest, chosen: Plan, deadline: Deadline) -> InferResult:
+        """The primary, then (failover) the fallback, all within the one `deadline`. With a fallback, the primary
+        gets at most its share (`failover_after_s`, default half the deadline): an upstream that stopped answering
+        (a stopped container's address drops packets; nothing refuses the connection) must leave the fallback time
+        to answer, not take the whole deadline with it."""
+        route = self.routes[req.model]
+        tried: str | None = None
         upstream = 0.0
         for backend in (chosen.primary, chosen.fallback):
             if backend is None:
                 break
-            if attempts and time.monotonic() >= deadline:
+            if tried is not None and deadline.remaining() <= 0:
                 break
-            attempts.append(backend)
+            tried = backend
             t0 = time.perf_counter()
-            cut = deadline
+            attempt = deadline
             if chosen.fallback is not None and backend == chosen.primary:
-                cut = min(deadline, time.monotonic() + primary_s)
+                share = route.failover_after_s or deadline.remaining() / 2
+                attempt = deadline.cut(share, f"failover_after_s of {share:.3g}s")
             try:
-                outputs = await self.call(req.model, backend, req.version, req.inputs, req.request_id, cut)
+                outputs = await self.upstreams.call(
+                    req.model, backend, req.version, req.inputs, req.request_id, attempt
+                )
             except (UpstreamError, UpstreamTimeout, Unavailable) as exc:
                 upstream += time.perf_counter() - t0
                 if chosen.fallback is None or backend == chosen.fallback:
@@ -211,5 +208,5 @@ class DataPlane:
                 continue
             upstream += time.perf_counter() - t0
             version = req.version or self.registry.models[req.model].versions[-1]
-            return InferResult(req.model, version, outputs, backend, upstream, attempts=attempts)
-        raise UpstreamTimeout("route deadline passed before the failover attempt", backend=attempts[-1])
+            return InferResult(req.model, version, outputs, backend, upstream)
+        raise UpstreamTimeout(f"{deadline.what} passed before the failover attempt", backend=tried)

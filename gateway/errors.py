@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import math
+from typing import NamedTuple
+
 import grpc
 
 
@@ -56,6 +60,14 @@ class PayloadTooLarge(GatewayError):  # noqa: N818 (named after the gRPC status)
     http_status = 413
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "payload_too_large"
+
+
+class HeadersTooLarge(GatewayError):  # noqa: N818 (named after the HTTP status)
+    """The request headers together exceed the configured limit (HTTP only: gRPC's own limit answers first)."""
+
+    http_status = 431
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "headers_too_large"
 
 
 class Overloaded(GatewayError):  # noqa: N818 (named after the gRPC status)
@@ -117,3 +129,41 @@ def client_message(exc: BaseException) -> str:
         prefix = f"{exc.backend}: " if exc.backend and isinstance(exc, UpstreamError | UpstreamTimeout) else ""
         return prefix + exc.message
     return "internal gateway error"
+
+
+class HttpError(NamedTuple):
+    """An error as HTTP renders it: status, headers, `{"error": message}` body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def error_body(message: str) -> bytes:
+    """The JSON body of every HTTP error."""
+    return json.dumps({"error": message}).encode()
+
+
+def retry_after(seconds: float) -> str:
+    """A Retry-After value: whole seconds, rounded up, at least 1 (0 would invite a retry storm)."""
+    return str(max(1, math.ceil(seconds)))
+
+
+def render_http(exc: BaseException, unavailable_retry_s: float = 1.0) -> HttpError:
+    """The one HTTP rendering of every error, with its status and hints.
+
+    Every 429 and 503 says when to come back: 429 the configured `retry_after_s`, 503 when the circuit's
+    cool-down ends, else `unavailable_retry_s`. 401 and 403 name the scheme; upstream errors name the backend.
+    """
+    status = http_status(exc)
+    headers: list[tuple[str, str]] = []
+    if isinstance(exc, Overloaded):
+        headers.append(("Retry-After", str(int(exc.retry_after_s))))
+    elif status == 503:
+        known = exc.retry_after_s if isinstance(exc, Unavailable) else None
+        headers.append(("Retry-After", retry_after(unavailable_retry_s if known is None else known)))
+    if isinstance(exc, Unauthenticated | PermissionDenied):
+        headers.append(("WWW-Authenticate", "Bearer"))
+    if isinstance(exc, GatewayError) and exc.backend:
+        headers.append(("X-Backend", exc.backend))
+    return HttpError(status, headers, error_body(client_message(exc)))

@@ -1,88 +1,30 @@
-"""gRPC adapter: `inference.GRPCInferenceService` over the same DataPlane. Translates and delegates only."""
+"""gRPC adapter: `inference.GRPCInferenceService` over the same DataPlane. Translates (codec_grpc) and delegates."""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-import numpy as np
-from google.protobuf.message import DecodeError
 
 from contract._generated import twinserve_kserve_pb2 as pb
 from gateway.auth import ApiKeys
+from gateway.codec_grpc import (
+    Unparseable,
+    decode_request,
+    encode_response,
+    metadata_response,
+    parser,
+    requested_outputs,
+)
 from gateway.core import DataPlane, InferRequest
 from gateway.errors import GatewayError, InvalidArgument, client_message, grpc_code
 from gateway.settings import Settings
 from gateway.telemetry import new_request_id, request_id
-from gateway.tensors import V2_TO_NUMPY, InferTensor, check_shape, decode_binary, encode_binary
 
 # Our messages use a private proto package; the service name below is what goes on the wire.
 SERVICE = "inference.GRPCInferenceService"
-CONTENTS_FIELD = {
-    "BOOL": "bool_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
-
-
-def decode_request(request: pb.ModelInferRequest) -> list[InferTensor]:
-    """Inputs from `raw_input_contents` (one per input, in order) or the typed `contents`."""
-    raw = list(request.raw_input_contents)
-    if raw and len(raw) != len(request.inputs):
-        raise InvalidArgument(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs; must be equal")
-    tensors = []
-    for i, item in enumerate(request.inputs):
-        shape = check_shape(item.name, list(item.shape))  # proto dims are int64: negatives must be refused here
-        if raw:
-            tensors.append(decode_binary(item.name, item.datatype, shape, raw[i]))
-            continue
-        field = CONTENTS_FIELD.get(item.datatype)
-        if field is None:
-            raise InvalidArgument(f"input {item.name!r}: datatype {item.datatype!r} needs raw_input_contents")
-        values = list(getattr(item.contents, field))
-        count = math.prod(shape)  # exact: np.prod would wrap around on huge dims
-        if len(values) != count:
-            raise InvalidArgument(
-                f"input {item.name!r}: shape {shape} needs {count} elements, contents.{field} has {len(values)}"
-            )
-        array = np.empty(count, dtype=object) if item.datatype == "BYTES" else None
-        if array is not None:
-            array[:] = values
-        else:
-            array = np.asarray(values, dtype=V2_TO_NUMPY[item.datatype])
-        tensors.append(InferTensor(item.name, item.datatype, shape, array.reshape(shape)))
-    return tensors
-
-
-class Unparseable:
-    """A request whose bytes are not a valid message (e.g. invalid UTF-8 in a string): the handler says 400."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-
-
-def _parser(message: Any) -> Callable[[bytes], Any]:
-    """FromString that hands a decode failure to the handler (gRPC itself would answer INTERNAL)."""
-
-    def parse(data: bytes) -> Any:
-        try:
-            return message.FromString(data)
-        except DecodeError:
-            return Unparseable(message.DESCRIPTOR.name)
-
-    return parse
 
 
 class InferenceServicer:
@@ -126,48 +68,32 @@ class InferenceServicer:
         return pb.ServerReadyResponse(ready=self.plane.ready())
 
     async def model_ready(self, request: Any, md: dict[str, str], ctx: Any) -> pb.ModelReadyResponse:
-        pin = md.get("backend") or None
-        return pb.ModelReadyResponse(ready=self.plane.model_ready(request.name, request.version or None, pin))
+        return pb.ModelReadyResponse(ready=self.plane.model_ready(request.name, request.version or None, md, "grpc"))
 
     async def server_metadata(self, request: Any, md: dict[str, str], ctx: Any) -> pb.ServerMetadataResponse:
         meta = self.plane.server_metadata()
         return pb.ServerMetadataResponse(name=meta.name, version=meta.version, extensions=list(meta.extensions))
 
     async def model_metadata(self, request: Any, md: dict[str, str], ctx: Any) -> pb.ModelMetadataResponse:
-        meta = self.plane.model_metadata(request.name, request.version or None)
-        tm = pb.ModelMetadataResponse.TensorMetadata
-        return pb.ModelMetadataResponse(
-            name=meta.name,
-            versions=list(meta.versions),
-            platform=meta.platform,
-            inputs=[tm(name=t.name, datatype=t.datatype, shape=list(t.shape)) for t in meta.inputs],
-            outputs=[tm(name=t.name, datatype=t.datatype, shape=list(t.shape)) for t in meta.outputs],
-        )
+        return metadata_response(self.plane.model_metadata(request.name, request.version or None))
 
     async def model_infer(
         self, request: pb.ModelInferRequest, md: dict[str, str], context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
         start = time.perf_counter()
-        route = self.plane.routes.get(request.model_name)
-        sticky = md.get(route.sticky_header.lower()) if route and route.sticky_header else None
-        remaining = context.time_remaining()
         result = await self.plane.infer(
             InferRequest(
                 model=request.model_name,
                 version=request.model_version or None,
                 inputs=decode_request(request),
-                outputs=[o.name for o in request.outputs] or None,
+                outputs=requested_outputs(request),
                 request_id=request_id.get(),
-                pin=md.get("backend") or None,
-                sticky=sticky,
+                headers=md,
                 protocol="grpc",
-                deadline_s=remaining,
+                deadline_s=context.time_remaining(),
             )
         )
-        response = pb.ModelInferResponse(model_name=result.model, model_version=result.version, id=request.id)
-        for tensor in result.outputs:
-            response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-            response.raw_output_contents.append(encode_binary(tensor))
+        response = encode_response(result, request.id)
         gateway_ms, upstream_ms = (time.perf_counter() - start) * 1000, result.upstream_s * 1000
         timing = f"gateway;dur={gateway_ms:.3f}, upstream;dur={upstream_ms:.3f}"
         context.set_trailing_metadata(
@@ -181,7 +107,7 @@ class InferenceServicer:
         def unary(fn: Any, req: Any, resp: Any, open_: bool = False) -> grpc.RpcMethodHandler:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap(fn, open_),
-                request_deserializer=_parser(req),
+                request_deserializer=parser(req),
                 response_serializer=resp.SerializeToString,
             )
 

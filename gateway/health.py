@@ -98,14 +98,12 @@ class HealthMonitor:
             for model, ok in results.items():
                 strikes = 0 if ok else self._strikes.get((model, name), 0) + 1
                 self._strikes[(model, name)] = strikes
-                if not ok and name in self.registry.models[model].backends:
+                if not ok and self.registry.serves(model, name):
                     fields = {"model": model, "backend": name, "failed_probes": strikes}
                     log.warning("model unhealthy", extra={"fields": fields})
                 if strikes >= self.failures:
                     failed.append((model, name))
-        if any(set(s.backends) != set(self.backends) for s in self.registry.models.values()):
+        if self.registry.incomplete(self.backends):
             await self.refresh_metadata()
         for model, name in failed:  # metadata may still answer while inference fails: the probe decides
-            state = self.registry.models[model]
-            if state.backends.pop(name, None) is not None or not state.backends:
-                state.reason = f"{name}: health probe failed"
+            self.registry.mark_unhealthy(model, name)

@@ -116,6 +116,21 @@ class MetadataRegistry:
             raise Unavailable(f"model {model!r} is not ready: {state.reason}")
         return state
 
+    def serves(self, model: str, backend: str) -> bool:
+        """Whether `backend` is routed to for `model` now."""
+        return backend in self.models[model].backends
+
+    def incomplete(self, backends: Iterable[str]) -> bool:
+        """Whether some model lacks one of `backends` (then its metadata is worth fetching again)."""
+        wanted = set(backends)
+        return any(set(state.backends) != wanted for state in self.models.values())
+
+    def mark_unhealthy(self, model: str, backend: str) -> None:
+        """Stop routing `model` to `backend` (its health probe failed) until a refresh finds it answering again."""
+        state = self.models[model]
+        if state.backends.pop(backend, None) is not None or not state.backends:
+            state.reason = f"{backend}: health probe failed"
+
     async def refresh(self, fetchers: dict[str, Fetcher]) -> None:
         """Fetch every model from every backend and recompute agreement."""
         for state in self.models.values():

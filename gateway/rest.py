@@ -1,4 +1,4 @@
-"""REST adapter: v2 endpoints, TF Serving's `:predict` row format, /metrics. Translates and delegates only."""
+"""REST adapter: v2 endpoints, TF Serving's `:predict`, /metrics. Translates (codec_v2, codec_tf) and delegates only."""
 
 from __future__ import annotations
 
@@ -6,15 +6,13 @@ import json
 import time
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, FastAPI, Request, Response
 
-from gateway.codec_v2 import HEADER_LENGTH, decode_inputs, encode_response, parse_body, requested_outputs
+from gateway.codec_tf import decode_predict, encode_predict
+from gateway.codec_v2 import HEADER_LENGTH, decode_inputs, encode_response, metadata_json, parse_body, requested_outputs
 from gateway.core import DataPlane, InferRequest, InferResult
-from gateway.errors import InvalidArgument
-from gateway.metadata import ModelMetadata
 from gateway.telemetry import request_id
-from gateway.tensors import InferTensor, decode_json
+from gateway.tensors import InferTensor
 
 router = APIRouter()
 JSON = "application/json"
@@ -38,18 +36,7 @@ def _served_by(result: InferResult, start: float) -> dict[str, str]:
 def _core_request(
     request: Request, model: str, version: str | None, inputs: list[InferTensor], outputs: list[str] | None
 ) -> InferRequest:
-    plane = _plane(request)
-    sticky_header = plane.routes[model].sticky_header if model in plane.routes else None
-    return InferRequest(
-        model=model,
-        version=version,
-        inputs=inputs,
-        outputs=outputs,
-        request_id=request_id.get(),
-        pin=request.headers.get("x-backend") or None,
-        sticky=request.headers.get(sticky_header) if sticky_header else None,
-        protocol="rest",
-    )
+    return InferRequest(model, version, inputs, outputs, request_id.get(), request.headers, "rest")
 
 
 def _health(request: Request, ok: bool) -> Response:
@@ -85,27 +72,11 @@ async def model_metadata(request: Request, model: str, version: str | None = Non
     return _json(metadata_json(_plane(request).model_metadata(model, version)))
 
 
-def metadata_json(meta: ModelMetadata) -> dict[str, Any]:
-    """v2 model metadata body."""
-
-    def tensors(items: Any) -> list[dict[str, Any]]:
-        return [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in items]
-
-    return {
-        "name": meta.name,
-        "versions": list(meta.versions),
-        "platform": meta.platform,
-        "inputs": tensors(meta.inputs),
-        "outputs": tensors(meta.outputs),
-    }
-
-
 @router.get("/v2/models/{model}/ready")
 @router.get("/v2/models/{model}/versions/{version}/ready")
 async def model_ready(request: Request, model: str, version: str | None = None) -> Response:
     """200 ready, 503 not ready, 404 unknown; with `X-Backend`, whether that stack serves it."""
-    pin = request.headers.get("x-backend") or None
-    return _health(request, _plane(request).model_ready(model, version, pin))
+    return _health(request, _plane(request).model_ready(model, version, request.headers, "rest"))
 
 
 async def infer(request: Request) -> Response:
@@ -133,42 +104,9 @@ async def tf_predict(request: Request) -> Response:
     plane = _plane(request)
     meta = plane.model_metadata(model, version)
     payload, _ = parse_body(await request.body(), None)
-    spec = {t.name: t for t in meta.inputs}
-    if "instances" in payload:
-        rows, form = payload["instances"], "row"
-        if not isinstance(rows, list) or not rows:
-            raise InvalidArgument("'instances' must be a non-empty list")
-        try:
-            columns = {n: [r[n] for r in rows] for n in spec} if isinstance(rows[0], dict) else {next(iter(spec)): rows}
-        except (KeyError, TypeError):
-            raise InvalidArgument(f"every instance must be an object with the inputs {sorted(spec)}") from None
-    elif "inputs" in payload:
-        form = "columnar"
-        columns = payload["inputs"] if isinstance(payload["inputs"], dict) else {next(iter(spec)): payload["inputs"]}
-    else:
-        raise InvalidArgument("body needs 'instances' or 'inputs'")
-    inputs = []
-    for name, value in columns.items():
-        if name not in spec:
-            raise InvalidArgument(f"unknown input {name!r}; expected {sorted(spec)}")
-        try:
-            shape = list(np.shape(value))
-        except ValueError:
-            raise InvalidArgument(f"input {name!r} is not a rectangular array") from None
-        inputs.append(decode_json(name, spec[name].datatype, shape, value))
+    inputs, form = decode_predict(payload, meta)
     result = await plane.infer(_core_request(request, model, version, inputs, None))
-    outputs = {t.name: t.data.tolist() for t in result.outputs}
-    body: dict[str, Any]
-    if form == "row":
-        names = list(outputs)
-        body = {
-            "predictions": [
-                dict(zip(names, values, strict=True)) for values in zip(*(outputs[n] for n in names), strict=True)
-            ]
-        }
-    else:
-        body = {"outputs": outputs}
-    return Response(json.dumps(body).encode(), media_type=JSON, headers=_served_by(result, start))
+    return Response(encode_predict(result.outputs, form), media_type=JSON, headers=_served_by(result, start))
 
 
 @router.get("/metrics")

@@ -1,4 +1,5 @@
-"""Routing: turn a model's route, an optional pin and a sticky key into a plan (primary, fallback, shadow)."""
+"""Routing: pick the pin and sticky key out of a request's headers, and turn a model's route with them into a plan
+(primary, fallback, shadow). The adapters hand headers over as they came; only this module knows which ones matter."""
 
 from __future__ import annotations
 
@@ -9,6 +10,20 @@ from typing import Any
 
 from gateway.errors import InvalidArgument, Unavailable
 from gateway.settings import BACKENDS, Route
+
+PIN_KEYS = {"rest": "x-backend", "grpc": "backend"}
+"""Where a client pins a stack: the `X-Backend` header, or the gRPC metadata key `backend`."""
+
+
+def pin_of(headers: Mapping[str, str], protocol: str) -> str | None:
+    """The stack the request pins, if any (an empty value pins nothing)."""
+    return headers.get(PIN_KEYS[protocol]) or None
+
+
+def pin_and_sticky(route: Route, headers: Mapping[str, str], protocol: str) -> tuple[str | None, str | None]:
+    """The pin, and the value of the route's `sticky_header` (HTTP header or gRPC metadata key, case-insensitive)."""
+    sticky = headers.get(route.sticky_header.lower()) if route.sticky_header else None
+    return pin_of(headers, protocol), sticky
 
 
 @dataclass(frozen=True)

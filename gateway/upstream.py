@@ -1,4 +1,4 @@
-"""One guarded upstream call: the backend's circuit breaker, its in-flight limit, timeout and metrics."""
+"""One guarded upstream call: the backend's circuit breaker, its in-flight limit, the deadline and metrics."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from gateway.backends.base import Backend
 from gateway.breaker import STATE_VALUE, CircuitBreaker
+from gateway.deadline import Deadline
 from gateway.errors import GatewayError, InvalidArgument, Unavailable, UpstreamError, UpstreamTimeout
 from gateway.limits import InFlightLimiter
 from gateway.settings import BreakerSettings
@@ -29,6 +30,7 @@ class Upstreams:
             )
             for name, b in backends.items()
         }
+        self._own_timeout = {name: f"{name}'s timeout_s of {b.settings.timeout_s:.3g}s" for name, b in backends.items()}
         for name in backends:
             metrics.circuit_state.labels(name).set(0)
 
@@ -43,26 +45,39 @@ class Upstreams:
         version: str | None,
         inputs: list[InferTensor],
         request_id: str,
-        deadline: float | None = None,
+        deadline: Deadline | None = None,
     ) -> list[InferTensor]:
-        """One upstream call through the backend's breaker and in-flight limit, capped by `deadline`."""
+        """One upstream call through the backend's breaker and in-flight limit, ending by `deadline` at the latest
+        and within the backend's own `timeout_s` of getting its slot (None: that timeout alone, as for a mirror)."""
         breaker = self.breakers[backend]
         if not breaker.allow():
             raise Unavailable(f"circuit open for {backend}", backend=backend, retry_after_s=breaker.retry_in_s())
         client = self.backends[backend]
-        timeout = client.settings.timeout_s
-        if deadline is not None:
-            timeout = min(timeout, max(deadline - time.monotonic(), 0.001))
+        own, why = client.settings.timeout_s, self._own_timeout[backend]
         t0 = time.perf_counter()
+        limiter = self.limiters[backend]
+        try:
+            await limiter.acquire(deadline or Deadline.after(own, why))
+        except GatewayError as exc:  # queue full, or the deadline passed while queued: the backend never saw it
+            breaker.release_probe()
+            self.metrics.observe_upstream(model, backend, exc.reason, time.perf_counter() - t0)
+            raise
         outcome = "error"
         try:
-            async with self.limiters[backend].slot():
-                gauge = self.metrics.in_flight_of(backend)
-                gauge.inc()
-                try:
-                    outputs = await client.infer(model, version, inputs, timeout_s=timeout, request_id=request_id)
-                finally:
-                    gauge.dec()
+            attempt = deadline.cut(own, why) if deadline else Deadline.after(own, why)
+            gauge = self.metrics.in_flight_of(backend)
+            gauge.inc()
+            try:
+                outputs = await client.infer(
+                    model,
+                    version,
+                    inputs,
+                    timeout_s=max(attempt.remaining(), 0.001),
+                    request_id=request_id,
+                    limit=attempt.what,
+                )
+            finally:
+                gauge.dec()
             outcome = "ok"
             breaker.record_success()
             return outputs
@@ -76,13 +91,14 @@ class Upstreams:
             raise
         except GatewayError as exc:
             outcome = exc.reason
-            breaker.release_probe()  # never reached the backend (overloaded)
+            breaker.release_probe()
             raise
         finally:
+            limiter.release()
             self.metrics.observe_upstream(model, backend, outcome, time.perf_counter() - t0)
 
     async def shadow_call(
         self, model: str, backend: str, version: str | None, inputs: list[InferTensor], request_id: str
     ) -> list[InferTensor]:
-        """A mirrored call: same guards, the backend's own timeout."""
+        """A mirrored call: same guards, the backend's own timeout, never the primary's deadline."""
         return await self.call(model, backend, version, inputs, request_id)

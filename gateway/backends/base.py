@@ -58,16 +58,29 @@ class Backend(abc.ABC):
         return self.channel
 
     async def infer(
-        self, model: str, version: str | None, inputs: list[InferTensor], *, timeout_s: float, request_id: str
+        self,
+        model: str,
+        version: str | None,
+        inputs: list[InferTensor],
+        *,
+        timeout_s: float,
+        request_id: str,
+        limit: str = "",
     ) -> list[InferTensor]:
-        """Run one inference; upstream failures become UpstreamError/UpstreamTimeout naming this backend."""
+        """Run one inference within `timeout_s` (what set it: `limit`, for the message); upstream failures become
+        UpstreamError/UpstreamTimeout naming this backend.
+
+        The one timer that guards an upstream call: the core hands down what is left of the request's deadline
+        (gateway/deadline.py), and gRPC clients send the same figure to the server as its deadline.
+        """
         try:
             async with asyncio.timeout(timeout_s):
                 return await self._infer(model, version, inputs, timeout_s, request_id)
         except GatewayError:
             raise
         except TimeoutError:
-            raise UpstreamTimeout(f"no answer within {timeout_s:.3g}s", backend=self.name) from None
+            why = f": {limit} passed" if limit else ""
+            raise UpstreamTimeout(f"no answer within {timeout_s:.3g}s{why}", backend=self.name) from None
         except grpc.aio.AioRpcError as err:
             raise map_grpc_error(self.name, err) from None
         except (aiohttp.ClientError, OSError, ValueError, KeyError, TypeError) as exc:

@@ -72,9 +72,17 @@ class PerModelBackend(Backend):
             await client.close()
 
     async def infer(
-        self, model: str, version: str | None, inputs: list[InferTensor], *, timeout_s: float, request_id: str
+        self,
+        model: str,
+        version: str | None,
+        inputs: list[InferTensor],
+        *,
+        timeout_s: float,
+        request_id: str,
+        limit: str = "",
     ) -> list[InferTensor]:
-        return await self.client(model).infer(model, version, inputs, timeout_s=timeout_s, request_id=request_id)
+        client = self.client(model)
+        return await client.infer(model, version, inputs, timeout_s=timeout_s, request_id=request_id, limit=limit)
 
     async def _infer(
         self, model: str, version: str | None, inputs: list[InferTensor], timeout_s: float, request_id: str

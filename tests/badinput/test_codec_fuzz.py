@@ -10,9 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contract._generated import twinserve_kserve_pb2 as pb
+from gateway.codec_grpc import Unparseable, decode_request
+from gateway.codec_grpc import parser as _parser
 from gateway.codec_v2 import decode_inputs, parse_body, requested_outputs
 from gateway.errors import InvalidArgument
-from gateway.grpc_server import Unparseable, _parser, decode_request
 from gateway.tensors import V2_TO_NUMPY, decode_binary, decode_json
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

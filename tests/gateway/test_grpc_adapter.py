@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import numpy as np
 import pytest
@@ -110,6 +112,7 @@ def test_api_key_on_grpc(backends: dict[str, FaultBackend]) -> None:
         (errors.PermissionDenied, 403, grpc.StatusCode.PERMISSION_DENIED),
         (errors.NotFound, 404, grpc.StatusCode.NOT_FOUND),
         (errors.PayloadTooLarge, 413, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (errors.HeadersTooLarge, 431, grpc.StatusCode.RESOURCE_EXHAUSTED),
         (errors.Overloaded, 429, grpc.StatusCode.RESOURCE_EXHAUSTED),
         (errors.UpstreamError, 502, grpc.StatusCode.UNAVAILABLE),
         (errors.Unavailable, 503, grpc.StatusCode.UNAVAILABLE),
@@ -121,3 +124,20 @@ def test_one_mapping_per_protocol(exc: type[Exception], status: int, code: grpc.
     err = exc("boom")
     assert errors.http_status(err) == status and errors.grpc_code(err) == code
     assert errors.client_message(err) == ("internal gateway error" if exc is RuntimeError else "boom")
+
+
+@pytest.mark.parametrize(
+    ("exc", "headers"),
+    [
+        (errors.Overloaded("full", backend="ts", retry_after_s=7), {"Retry-After": "7", "X-Backend": "ts"}),
+        (errors.Unavailable("open", retry_after_s=2.2), {"Retry-After": "3"}),
+        (errors.Unavailable("not ready"), {"Retry-After": "5"}),
+        (errors.Unauthenticated("no key"), {"WWW-Authenticate": "Bearer"}),
+        (errors.HeadersTooLarge("big"), {}),
+        (RuntimeError("secret"), {}),
+    ],
+)
+def test_one_http_rendering(exc: Exception, headers: dict[str, str]) -> None:
+    rendered = errors.render_http(exc, unavailable_retry_s=4.5)
+    assert rendered.status == errors.http_status(exc) and dict(rendered.headers) == headers
+    assert json.loads(rendered.body) == {"error": errors.client_message(exc)}

@@ -65,7 +65,7 @@ def test_half_open_probe_closes_after_cooldown(backends: dict[str, FaultBackend]
         assert infer(gw).status_code == 502
         assert infer(gw).status_code == 503  # open: not even tried
         backends["torchserve"].fail = False
-        gw.plane.breakers["torchserve"].opened_at -= 60  # the cool-down is over, without waiting for it
+        gw.plane.upstreams.breakers["torchserve"].opened_at -= 60  # the cool-down is over, without waiting for it
         assert infer(gw).status_code == 200  # half-open probe succeeded
         assert metric(gw, 'twinserve_gateway_circuit_state{backend="torchserve"}') == 0
 

@@ -1,4 +1,4 @@
-"""Policy mechanics beyond choosing: the shadow mirror (bounded queue, compare outputs, metrics)."""
+"""The shadow policy's mirror: a bounded queue off the request path, outputs compared, mismatches counted."""
 
 from __future__ import annotations
 

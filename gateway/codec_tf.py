@@ -1,0 +1,57 @@
+"""TF Serving's REST predict bodies <-> core objects: `instances` (row format) or `inputs` (columnar format) in,
+`predictions` or `outputs` back in the same format."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import numpy as np
+
+from gateway.errors import InvalidArgument
+from gateway.metadata import ModelMetadata
+from gateway.tensors import InferTensor, decode_json
+
+Form = Literal["row", "columnar"]
+
+
+def decode_predict(payload: dict[str, Any], meta: ModelMetadata) -> tuple[list[InferTensor], Form]:
+    """The inputs of a predict body, checked against the model's inputs, and the format the answer must use."""
+    spec = {t.name: t for t in meta.inputs}
+    form: Form
+    if "instances" in payload:
+        rows, form = payload["instances"], "row"
+        if not isinstance(rows, list) or not rows:
+            raise InvalidArgument("'instances' must be a non-empty list")
+        try:
+            columns = {n: [r[n] for r in rows] for n in spec} if isinstance(rows[0], dict) else {next(iter(spec)): rows}
+        except (KeyError, TypeError):
+            raise InvalidArgument(f"every instance must be an object with the inputs {sorted(spec)}") from None
+    elif "inputs" in payload:
+        form = "columnar"
+        columns = payload["inputs"] if isinstance(payload["inputs"], dict) else {next(iter(spec)): payload["inputs"]}
+    else:
+        raise InvalidArgument("body needs 'instances' or 'inputs'")
+    inputs = []
+    for name, value in columns.items():
+        if name not in spec:
+            raise InvalidArgument(f"unknown input {name!r}; expected {sorted(spec)}")
+        try:
+            shape = list(np.shape(value))
+        except ValueError:
+            raise InvalidArgument(f"input {name!r} is not a rectangular array") from None
+        inputs.append(decode_json(name, spec[name].datatype, shape, value))
+    return inputs, form
+
+
+def encode_predict(outputs: list[InferTensor], form: Form) -> bytes:
+    """`{"predictions": [{name: row, ...}, ...]}` for the row format, `{"outputs": {name: batch}}` for columnar."""
+    columns = {t.name: t.data.tolist() for t in outputs}
+    body: dict[str, Any]
+    if form == "row":
+        names = list(columns)
+        rows = zip(*(columns[n] for n in names), strict=True)
+        body = {"predictions": [dict(zip(names, values, strict=True)) for values in rows]}
+    else:
+        body = {"outputs": columns}
+    return json.dumps(body).encode()
