@@ -71,6 +71,7 @@ class DataPlane:
         self.backends = backends
         self.metrics = metrics
         self.draining = False
+        self._route_deadline = {m: f"route deadline of {r.timeout_s:.3g}s" for m, r in self.routes.items()}
         self.registry = MetadataRegistry({m: tuple(r.versions) for m, r in self.routes.items()})
         self.upstreams = Upstreams(backends, settings.breaker, settings.limits.retry_after_s, metrics)
         shadow = settings.shadow
@@ -168,7 +169,7 @@ class DataPlane:
         if req.deadline_s and req.deadline_s < route.timeout_s:
             deadline = Deadline.after(req.deadline_s, f"client deadline of {req.deadline_s:.3g}s")
         else:
-            deadline = Deadline.after(route.timeout_s, f"route deadline of {route.timeout_s:.3g}s")
+            deadline = Deadline.after(route.timeout_s, self._route_deadline[req.model])
         result = await self._run(req, chosen, deadline)
         if req.outputs:
             result.outputs = [t for t in result.outputs if t.name in req.outputs]

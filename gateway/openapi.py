@@ -98,6 +98,7 @@ ERRORS = {
     "403": "API key not accepted",
     "404": "unknown model or version",
     "413": "body larger than the limit",
+    "431": "request headers larger than the limit",
     "429": "backend queue full; see Retry-After",
     "502": "the backend failed",
     "503": "no backend can serve now (not ready, circuit open, draining); see Retry-After",
