@@ -188,8 +188,10 @@ class DataPlane:
         for backend in (chosen.primary, chosen.fallback):
             if backend is None:
                 break
-            if tried is not None and deadline.remaining() <= 0:
-                break
+            if tried is not None:
+                if deadline.remaining() <= 0:
+                    break
+                self.metrics.failovers.labels(req.model, tried).inc()  # counted only when the fallback is tried
             tried = backend
             t0 = time.perf_counter()
             attempt = deadline
@@ -204,7 +206,6 @@ class DataPlane:
                 upstream += time.perf_counter() - t0
                 if chosen.fallback is None or backend == chosen.fallback:
                     raise
-                self.metrics.failovers.labels(req.model, backend).inc()
                 log.warning("failover", extra={"fields": {"model": req.model, "from": backend, "error": exc.message}})
                 continue
             upstream += time.perf_counter() - t0

@@ -120,6 +120,7 @@ class TFServingBackend(Backend):
             request = tf_pb2.PredictRequest(model_spec=self._spec(model, version))
             for tensor in inputs:
                 request.inputs[tensor.name].CopyFrom(to_tensor_proto(tensor))
+            # timeout: the same deadline Backend.infer guards, told to the server (grpc-timeout) so it can give up too
             response = await self._predict(request, timeout=timeout_s, metadata=[("x-request-id", request_id)])
             return [from_tensor_proto(name, proto) for name, proto in sorted(response.outputs.items())]
         body = {

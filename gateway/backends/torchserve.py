@@ -128,6 +128,7 @@ class TorchServeBackend(Backend):
         if token:
             metadata.append(("authorization", f"Bearer {token}"))
         try:
+            # timeout: the same deadline Backend.infer guards, told to the server (grpc-timeout) so it can give up too
             response = await self._predict(request, timeout=timeout_s, metadata=metadata)
         except grpc.aio.AioRpcError as err:
             if tskeys.grpc_rejected(err.code()):
