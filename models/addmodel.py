@@ -37,7 +37,9 @@ from models.modelspec import ModelSpecFile, SpecError
 from models.registry import Parity, RegisteredModel, RegistryError, TensorSpec
 
 REPO = Path(__file__).resolve().parent.parent
-HANDLER = REPO / "serving" / "torchserve" / "handler.py"
+# The serving side's signature-driven handler (branch i13-serve); the zoo's handler until that is merged.
+GENERIC_HANDLER = REPO / "serving" / "torchserve" / "generic_handler.py"
+HANDLER = GENERIC_HANDLER if GENERIC_HANDLER.exists() else REPO / "serving" / "torchserve" / "handler.py"
 ZOO = REPO / "models" / "zoo"
 BUILTINS = ("digits", "resnet18", "textclf")
 """Names of the built-in models: a user model may not take them."""
@@ -63,12 +65,15 @@ class ParityError(ExportError):
     """The two exported artifacts disagree beyond the tolerance; the message gives max |Δ| and the worst input."""
 
 
-def _export_dir(root: Path, builtin: bool) -> Path:
-    return registry.builtin_path(root, "x").parent / "export" if builtin else root / registry.USER_DIR
+def add_model(
+    spec_path: Path, name: str, root: Path = REPO, builtin: bool = False, step: Step | None = None,
+    artifacts: Path | None = None, replace: bool = False,
+) -> tuple[RegisteredModel, dict[str, Any]]:  # fmt: skip
+    """Export, prove and register `spec_path` as `name`; return (registration, facts such as timings).
 
-
-def add_model(spec_path: Path, name: str, root: Path = REPO, builtin: bool = False, step: Step | None = None):
-    """Export, prove and register `spec_path` as `name`; return (registration, facts such as timings)."""
+    Built-ins (make export) register into <artifacts>/registry/; user models into <root>/models.d/.
+    `replace`: re-export a registered user model (make export, after its artifacts went missing).
+    """
     step = step or (lambda _description: None)
     started = time.perf_counter()
     registry.check_name(name)
@@ -76,7 +81,7 @@ def add_model(spec_path: Path, name: str, root: Path = REPO, builtin: bool = Fal
         if name in BUILTINS:
             raise CollisionError(f"model name {name!r} is a built-in model; choose another NAME")
         existing = registry.load_all(root)
-        if name in existing:
+        if name in existing and not replace:
             raise CollisionError(
                 f"model name {name!r} is already registered ({existing[name].source}); "
                 f"choose another NAME or `make remove-model NAME={name}` first"
@@ -92,7 +97,7 @@ def add_model(spec_path: Path, name: str, root: Path = REPO, builtin: bool = Fal
             portrules.check_supported(torch_model)
         except portrules.UnsupportedLayerError as exc:
             raise UnsupportedOpError(str(exc)) from None
-    artifacts = root / "artifacts"
+    artifacts = artifacts or root / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=artifacts))
     try:
@@ -133,31 +138,36 @@ def add_model(spec_path: Path, name: str, root: Path = REPO, builtin: bool = Fal
         }
         (staging / "export.json").write_text(json.dumps(facts, indent=2) + "\n")
         step("registering")
-        _commit(staging, root, name, builtin)
+        _commit(staging, _targets(root, artifacts, name, builtin))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return model, facts
 
 
-def _targets(root: Path, name: str, builtin: bool) -> list[tuple[str, Path]]:
+def _targets(root: Path, artifacts: Path, name: str, builtin: bool) -> list[tuple[str, Path]]:
     """(staged relative path, final path) in commit order: artifacts first, the registration last."""
-    registration = registry.builtin_path(root, name) if builtin else registry.user_path(root, name)
-    facts = _export_dir(root, builtin) / (f"{name}.json" if builtin else f"{name}/export.json")
+    if builtin:
+        facts, registration = (
+            artifacts / "registry" / "export" / f"{name}.json",
+            artifacts / "registry" / f"{name}.json",
+        )
+    else:
+        facts, registration = root / registry.USER_DIR / name / "export.json", registry.user_path(root, name)
     return [
-        (f"torchserve/{name}.mar", root / "artifacts" / "torchserve" / f"{name}.mar"),
-        (f"tfserving/{name}", root / "artifacts" / "tfserving" / name),
-        (f"reference/{name}.npz", root / "artifacts" / "reference" / f"{name}.npz"),
+        (f"torchserve/{name}.mar", artifacts / "torchserve" / f"{name}.mar"),
+        (f"tfserving/{name}", artifacts / "tfserving" / name),
+        (f"reference/{name}.npz", artifacts / "reference" / f"{name}.npz"),
         ("export.json", facts),
         ("model.json", registration),
     ]
 
 
-def _commit(staging: Path, root: Path, name: str, builtin: bool) -> None:
+def _commit(staging: Path, targets: list[tuple[str, Path]]) -> None:
     """Move the staged files into place; on any failure put back what was there before."""
     done: list[tuple[Path, Path | None]] = []  # (final path, where its previous content waits, if any)
     created: list[Path] = []  # folders made here, removed again on failure (models.d/<name>/)
     try:
-        for relative, final in _targets(root, name, builtin):
+        for relative, final in targets:
             missing = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
             final.parent.mkdir(parents=True, exist_ok=True)
             created.extend(missing)
@@ -196,7 +206,7 @@ def remove_model(name: str, root: Path = REPO) -> list[Path]:
         known = sorted(p.parent.name for p in (root / registry.USER_DIR).glob("*/model.json"))
         raise ExportError(f"no user model {name!r} is registered; user models: {', '.join(known) or 'none'}")
     removed = []
-    for _relative, final in reversed(_targets(root, name, builtin=False)):
+    for _relative, final in reversed(_targets(root, root / "artifacts", name, builtin=False)):
         if final.exists():
             _remove(final)
             removed.append(final)
@@ -224,8 +234,15 @@ def write_mar(
         "max_batch": spec.max_batch,
     }
     (files / mar_loader.SIGNATURE).write_text(json.dumps(signature, indent=2) + "\n")
-    # Server-side batching like-for-like with TF Serving's batching parameters: up to max_batch, 2 ms wait.
-    config = {"minWorkers": 1, "maxWorkers": 1, "batchSize": spec.max_batch, "maxBatchDelay": 2, "responseTimeout": 30}
+    # Server-side batching like-for-like with TF Serving's batching parameters (at most 32, 2 ms wait), as agreed
+    # with the serving side in BYOM-INTERFACE.md.
+    config = {
+        "minWorkers": 1,
+        "maxWorkers": 1,
+        "batchSize": min(spec.max_batch, 32),
+        "maxBatchDelay": 2,
+        "responseTimeout": 120,
+    }
     (files / "model-config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     target = staging / "torchserve"
     target.mkdir()
