@@ -170,3 +170,12 @@ def test_remove_model_cli_undoes_add_and_refuses_builtins(root: Path, transforme
 def test_remove_model_refuses_unknown_names(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="user models: none"):
         addmodel.remove_model("ghost", tmp_path)
+
+
+def test_the_readme_example_spec_goes_through(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### A complete spec", 1)[1]
+    spec = tmp_path / "readme_spec.py"
+    spec.write_text(section.split("```python\n", 1)[1].split("```", 1)[0])
+    model, _ = addmodel.add_model(spec, "readme", tmp_path)
+    assert [t.name for t in model.inputs] == ["input_ids", "attention_mask"] and model.converter == "keras-port"
