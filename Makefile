@@ -72,7 +72,7 @@ remove-model: $(STAMP) ## undo add-model (registration and artifacts; built-ins 
 
 convert-venv: $(CONVERT_STAMP) ## the ONNX converter's own venv (onnx2tf, TF 2.19); add-model makes it when a spec has no build_keras()
 
-# Full freeze installed with --no-deps: onnx2tf's pins stay exactly as measured; about a minute here.
+# Full freeze installed with --no-deps: onnx2tf's pins stay exactly as measured; 2 min 17 s here.
 $(CONVERT_STAMP): requirements/convert.txt
 	@test -x $(CONVERT_VENV)/bin/python || $(PYTHON) -m venv $(CONVERT_VENV)
 	$(CONVERT_VENV)/bin/python -m pip install --quiet --upgrade pip==25.3

@@ -15,54 +15,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml  # type: ignore[import-untyped]
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from models import mar_loader, modelspec, registry
-from models.modelspec import ModelSpecFile, SpecError
-from models.registry import Parity, RegisteredModel, RegistryError, TensorSpec
+from models import modelspec, registry
+from models.modelspec import SpecError
+from models.registry import Parity, RegisteredModel, RegistryError
+from models.specartifacts import write_mar, write_savedmodel
+from models.specerrors import CollisionError, ExportError, ParityError, UnsupportedOpError
+from models.specparity import prove_parity
+
+__all__ = ["CollisionError", "ExportError", "ParityError", "UnsupportedOpError", "add_model", "remove_model"]
 
 REPO = Path(__file__).resolve().parent.parent
-# The serving side's signature-driven handler (branch i13-serve); the zoo's handler until that is merged.
-GENERIC_HANDLER = REPO / "serving" / "torchserve" / "generic_handler.py"
-HANDLER = GENERIC_HANDLER if GENERIC_HANDLER.exists() else REPO / "serving" / "torchserve" / "handler.py"
-ZOO = REPO / "models" / "zoo"
 BUILTINS = ("digits", "resnet18", "textclf")
 """Names of the built-in models: a user model may not take them."""
-CONVERT_VENV = ".venv-convert"
 LAYOUT_NOTE = "inputs and outputs keep the torch layout and dtypes on both stacks"
 console = Console(stderr=True)
 Step = Callable[[str], None]
-
-
-class ExportError(Exception):
-    """add-model or remove-model cannot go on; the message says why and what to do."""
-
-
-class CollisionError(ExportError):
-    """The name is already taken by a built-in or a registered model."""
-
-
-class UnsupportedOpError(ExportError):
-    """The converter cannot handle an op; the message names the op and the layer."""
-
-
-class ParityError(ExportError):
-    """The two exported artifacts disagree beyond the tolerance; the message gives max |Δ| and the worst input."""
 
 
 def add_model(
@@ -212,197 +191,6 @@ def remove_model(name: str, root: Path = REPO) -> list[Path]:
             removed.append(final)
     shutil.rmtree(path.parent, ignore_errors=True)
     return removed
-
-
-def write_mar(
-    spec: ModelSpecFile, torch_model: Any, name: str, inputs: tuple[TensorSpec, ...],
-    outputs: tuple[TensorSpec, ...], staging: Path,
-) -> Path:  # fmt: skip
-    """<staging>/torchserve/<name>.mar: spec.py, weights.pt, signature.json, twinserve_model.py, batching config."""
-    import torch
-
-    files = staging / "mar"
-    files.mkdir()
-    torch.save(torch_model.state_dict(), files / mar_loader.WEIGHTS)
-    shutil.copy(spec.path, files / mar_loader.SPEC)
-    shutil.copy(Path(mar_loader.__file__), files / "twinserve_model.py")
-    signature = {
-        "name": name,
-        "version": spec.version,
-        "inputs": [t.to_json() for t in inputs],
-        "outputs": [t.to_json() for t in outputs],
-        "max_batch": spec.max_batch,
-    }
-    (files / mar_loader.SIGNATURE).write_text(json.dumps(signature, indent=2) + "\n")
-    # Server-side batching like-for-like with TF Serving's batching parameters (at most 32, 2 ms wait), as agreed
-    # with the serving side in BYOM-INTERFACE.md.
-    config = {
-        "minWorkers": 1,
-        "maxWorkers": 1,
-        "batchSize": min(spec.max_batch, 32),
-        "maxBatchDelay": 2,
-        "responseTimeout": 120,
-    }
-    (files / "model-config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    target = staging / "torchserve"
-    target.mkdir()
-    extra = ",".join(str(files / f) for f in (mar_loader.SPEC, mar_loader.SIGNATURE, "twinserve_model.py"))
-    archiver = Path(sys.executable).with_name("torch-model-archiver")
-    run = subprocess.run(
-        [
-            str(archiver), "--model-name", name, "--version", f"{spec.version}.0",
-            "--serialized-file", str(files / mar_loader.WEIGHTS), "--handler", str(HANDLER),
-            "--extra-files", extra, "--config-file", str(files / "model-config.yaml"),
-            "--export-path", str(target),
-        ],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if run.returncode:
-        raise ExportError(f"torch-model-archiver failed: {(run.stderr or run.stdout).strip()[-800:]}")
-    return target / f"{name}.mar"
-
-
-def write_savedmodel(
-    spec: ModelSpecFile, torch_model: Any, name: str, inputs: tuple[TensorSpec, ...],
-    outputs: tuple[TensorSpec, ...], version_dir: Path, staging: Path, root: Path,
-) -> str:  # fmt: skip
-    """The TF side under `version_dir`; returns the converter used ("keras-port" or "onnx2tf")."""
-    from models import tfexport
-
-    warmup = [spec.example_inputs(1), spec.example_inputs(spec.parity_batch)]
-    if spec.has_keras:
-        from models import portrules
-
-        keras_model = spec.build_keras()
-        names = [t.name.split(":")[0] for t in keras_model.inputs]
-        if names != [t.name for t in inputs]:
-            raise SpecError(
-                f"{spec.path}: build_keras() takes inputs {names} but forward takes {[t.name for t in inputs]}: "
-                "name the keras.Input()s like forward's arguments, in the same order"
-            )
-        try:
-            portrules.port(torch_model, keras_model, spec.keras_port_hints)
-        except portrules.UnsupportedLayerError as exc:
-            raise UnsupportedOpError(str(exc)) from None
-        except (ValueError, KeyError) as exc:
-            raise ExportError(f"{spec.path}: the weight port into build_keras() failed: {exc}") from None
-        tfexport.write(name, keras_model, tfexport.keras_call(keras_model), inputs, outputs, version_dir, warmup)
-        return "keras-port"
-    converted = run_onnx2tf(spec, torch_model, inputs, outputs, staging, root)
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(str(converted))
-    tfexport.write(name, loaded, tfexport.onnx2tf_call(loaded, inputs), inputs, outputs, version_dir, warmup)
-    return "onnx2tf"
-
-
-def run_onnx2tf(
-    spec: ModelSpecFile, torch_model: Any, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
-    staging: Path, root: Path,
-) -> Path:  # fmt: skip
-    """torch -> ONNX -> SavedModel (TF 2.19) in .venv-convert, created by `make convert-venv` when missing."""
-    import torch
-
-    python = REPO / CONVERT_VENV / "bin" / "python"
-    if not (REPO / CONVERT_VENV / ".installed").exists():
-        console.print(f"{spec.path.name} has no build_keras(): creating {CONVERT_VENV} for onnx2tf (about a minute)")
-        made = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "convert-venv"], check=False)
-        if made.returncode or not python.exists():
-            raise ExportError("`make convert-venv` failed: the ONNX converter is unavailable (see its output above)")
-    work = staging / "convert"
-    work.mkdir()
-    torch.save(torch_model.state_dict(), work / "weights.pt")
-    np.savez(work / "inputs.npz", **spec.example_inputs(2))  # type: ignore[arg-type]
-    dynamic = ",".join(f"{n}:{d}" for n, dims in spec.dynamic_dims.items() for d in dims if d != 0)
-    run = subprocess.run(
-        [
-            str(python), str(REPO / "models" / "onnx_convert.py"), "--spec", str(spec.path),
-            "--weights", str(work / "weights.pt"), "--inputs", str(work / "inputs.npz"),
-            "--outputs", ",".join(t.name for t in outputs), "--dynamic", dynamic, "--out", str(work / "tf"),
-        ],
-        capture_output=True, text=True, check=False, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )  # fmt: skip
-    unsupported = [line for line in run.stdout.splitlines() if line.startswith("UNSUPPORTED ")]
-    if unsupported:
-        line = unsupported[-1]
-        fields = dict(re.findall(r"(\w+)=(\S+)", line.split(" (", 1)[0]))
-        reason = line.split(" (", 1)[1].rstrip(")") if " (" in line else ""
-        node = f" (ONNX node {fields['node']})" if "node" in fields else ""
-        raise UnsupportedOpError(
-            f"unsupported op: {fields.get('op', '?')} in layer {fields.get('layer', '?')!r}{node} cannot be converted "
-            f"at the {fields.get('stage', '?')} step{': ' + reason if reason else ''}. Rewrite that layer with "
-            "supported ops, or define build_keras() in the spec so the TF side is a weight port "
-            "(README: Bring your own model)"
-        )
-    if run.returncode:
-        tail = "\n".join((run.stdout + run.stderr).strip().splitlines()[-15:])
-        raise ExportError(f"the ONNX converter failed (exit {run.returncode}):\n{tail}")
-    return work / "tf"
-
-
-def prove_parity(
-    spec: ModelSpecFile, torch_model: Any, mar: Path, version_dir: Path, outputs: tuple[TensorSpec, ...]
-) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Run both artifacts from disk at batch 1 and parity_batch; return max |Δ| per output and the reference."""
-    from models import tfexport
-
-    diffs = {t.name: 0.0 for t in outputs}
-    worst: dict[str, tuple[float, int, int]] = {}
-    failing: set[str] = set()
-    reference: dict[str, np.ndarray] = {}
-    atol, rtol = spec.tolerance.atol, spec.tolerance.rtol
-    with tempfile.TemporaryDirectory() as unpacked:
-        with zipfile.ZipFile(mar) as archive:
-            archive.extractall(unpacked)
-        loader = modelspec.import_file(Path(unpacked) / "twinserve_model.py")
-        signature = loader.read_signature(unpacked)
-        try:
-            served = loader.load(unpacked)
-        except Exception as exc:
-            raise SpecError(
-                f"{spec.path}: the model cannot be rebuilt from the .mar, which packs only the spec file and the "
-                f"weights: {type(exc).__name__}: {exc}. Make the spec self-contained (top-level imports of torch, "
-                "numpy and installed packages only)"
-            ) from exc
-        for batch in (1, spec.parity_batch):
-            inputs = spec.example_inputs(batch)
-            torch_out = loader.forward(served, inputs, signature)
-            fresh = modelspec.run_torch(torch_model, inputs)
-            for t, array in zip(outputs, fresh, strict=True):
-                if not np.allclose(torch_out[t.name], array, atol=atol, rtol=rtol):
-                    raise SpecError(
-                        f"{spec.path}: the model rebuilt from the .mar (architecture() + state_dict) answers "
-                        f"differently from build() on output {t.name!r}: make architecture() build the same module"
-                    )
-            tf_out = tfexport.run_savedmodel(version_dir, inputs)
-            for t in outputs:
-                ref, got = torch_out[t.name], tf_out[t.name]
-                delta = np.abs(ref.astype(np.float64) - got.astype(np.float64))
-                rows = delta.reshape(batch, -1).max(axis=1)
-                if float(rows.max()) >= diffs[t.name]:
-                    diffs[t.name] = float(rows.max())
-                    worst[t.name] = (float(rows.max()), batch, int(rows.argmax()))
-                if not np.all(delta <= atol + rtol * np.abs(ref.astype(np.float64))):
-                    failing.add(t.name)
-            for key, array in inputs.items():
-                reference[f"b{batch}/in/{key}"] = array
-            for key, array in torch_out.items():
-                reference[f"b{batch}/out/{key}"] = array
-    if failing:
-        lines = [f"parity failed: the SavedModel and the .mar disagree beyond atol={atol:g} + rtol={rtol:g}·|torch|"]
-        for t in outputs:
-            value, batch, row = worst[t.name]
-            verdict = "FAIL" if t.name in failing else "ok"
-            lines.append(f"  output {t.name!r}: max |Δ| {value:.3g} ({verdict}; worst at batch {batch}, row {row})")
-        name = max(failing, key=lambda n: worst[n][0])
-        _, batch, row = worst[name]
-        shown = {k: np.array2string(v[row], threshold=16, precision=4) for k, v in spec.example_inputs(batch).items()}
-        lines.append(
-            f"  worst input: example_inputs({batch})[row {row}]: " + ", ".join(f"{k}={v}" for k, v in shown.items())
-        )
-        lines.append("  check build_keras() against forward layer by layer (README: when parity fails)")
-        raise ParityError("\n".join(lines))
-    return diffs, reference
 
 
 def main(argv: list[str] | None = None) -> int:

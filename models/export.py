@@ -25,7 +25,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from models import addmodel, keras_nets, port, registry, savedmodel, train
+from models import addmodel, keras_nets, port, registry, savedmodel, specartifacts, train
 from models.manifest import read_manifest, sha256_file, sha256_tree, write_manifest
 from models.registry import Parity, RegisteredModel, TensorSpec, Tolerance
 from models.specs import SPECS, ModelSpec
@@ -176,9 +176,9 @@ def register_zoo_model(name: str, entry: dict[str, Any], out: Path) -> Registere
 
 def export_spec_builtin(name: str, out: Path, bar: Progress) -> None:
     """A built-in spec file through add-model's code; skipped while TorchServe could not load its .mar."""
-    if not addmodel.GENERIC_HANDLER.exists():
+    if not specartifacts.GENERIC_HANDLER.exists():
         console.print(
-            f"[yellow]{name}: not exported[/]: its .mar needs {addmodel.GENERIC_HANDLER.relative_to(REPO)} "
+            f"[yellow]{name}: not exported[/]: its .mar needs {specartifacts.GENERIC_HANDLER.relative_to(REPO)} "
             "(issue 13's serving side); the zoo handler cannot load a spec's .mar"
         )
         return

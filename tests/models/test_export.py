@@ -106,9 +106,9 @@ def test_a_builtin_spec_goes_through_add_models_path(tmp_path: Path, monkeypatch
     # textclf is exported only where the generic handler exists (issue 13's serving side); stand one in.
     from rich.progress import Progress
 
-    from models import addmodel, export
+    from models import export, specartifacts
 
-    monkeypatch.setattr(addmodel, "GENERIC_HANDLER", addmodel.HANDLER)
+    monkeypatch.setattr(specartifacts, "GENERIC_HANDLER", specartifacts.HANDLER)
     with Progress(disable=True) as bar:
         export.export_spec_builtin("textclf", tmp_path, bar)
     model = registry.read(tmp_path / "registry" / "textclf.json")

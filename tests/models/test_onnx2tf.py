@@ -1,6 +1,6 @@
 """The ONNX converter path (specs without build_keras()): torch -> ONNX -> onnx2tf in .venv-convert -> TF 2.20.
 
-The converter venv is made by the project's own `make convert-venv` (about a minute here) when missing.
+The converter venv is made by the project's own `make convert-venv` (2 min 17 s here) when missing.
 """
 
 from __future__ import annotations
