@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import port, train
+from models import port, registry, train
 from models.manifest import SCHEMA_VERSION, read_manifest, sha256_file, sha256_tree
 from models.specs import SPECS
 
@@ -87,3 +87,33 @@ def test_savedmodel_loads_with_tensorflow_and_has_the_public_signature(artifacts
         assert kwargs["input"].shape.as_list() == [None, *spec.input_shape]
         assert kwargs["input"].dtype == tf.float32
         assert sorted(signature.structured_outputs) == ["logits", "probabilities"]
+
+
+def test_builtin_registrations_are_generated_by_export(artifacts: Path) -> None:
+    models = registry.load_all(artifacts.parent)
+    for name, spec in SPECS.items():
+        model = models[name]
+        assert model.builtin and model.source.endswith(f"artifacts/registry/{name}.json")
+        assert [(t.name, t.datatype, t.shape) for t in model.inputs] == [("input", "FP32", (-1, *spec.input_shape))]
+        assert [t.name for t in model.outputs] == ["logits", "probabilities"]
+        assert all(d <= 1e-4 for d in model.parity.max_abs_diff.values()), model.parity
+        with np.load(artifacts.parent / model.reference) as ref:
+            assert ref["b8/in/input"].shape == (8, *spec.input_shape)
+            assert ref["b1/out/logits"].shape == (1, spec.num_classes)
+
+
+def test_a_builtin_spec_goes_through_add_models_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # textclf is exported only where the generic handler exists (issue 13's serving side); stand one in.
+    from rich.progress import Progress
+
+    from models import export, specartifacts
+
+    monkeypatch.setattr(specartifacts, "GENERIC_HANDLER", specartifacts.HANDLER)
+    with Progress(disable=True) as bar:
+        export.export_spec_builtin("textclf", tmp_path, bar)
+    model = registry.read(tmp_path / "registry" / "textclf.json")
+    assert model.builtin and model.converter == "keras-port"
+    assert [t.name for t in model.inputs] == ["input_ids", "attention_mask"]
+    assert (tmp_path / "torchserve" / "textclf.mar").is_file()
+    assert (tmp_path / "tfserving" / "textclf" / "1" / "saved_model.pb").is_file()
+    assert json.loads((tmp_path / "registry" / "export" / "textclf.json").read_text())["converter"] == "keras-port"
