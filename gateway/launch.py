@@ -99,6 +99,8 @@ def environment(layout: Layout, **overrides: Any) -> dict[str, str]:
         # One worker natively: the reference machine's 2 cores also run both servers and the load generator.
         workers=1,
     )
+    # Registered models (artifacts/registry, models.d) are routed beside routes.yaml's, as both stacks serve them.
+    settings["registry_root"] = str(layout.registry_root)
     env = gateway_env.to_env(settings)
     env.update(gateway_env.to_env(overrides))
     return {**env, "PYTHONUNBUFFERED": "1"}

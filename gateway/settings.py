@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from contract import gateway_env
 from contract.ports import CONTRACT
+from gateway import registered
 
 BackendName = Literal["torchserve", "tfserving"]
 BACKENDS: tuple[BackendName, ...] = ("torchserve", "tfserving")
@@ -312,6 +313,9 @@ class Settings(BaseSettings):
 
     routes_file: Path | None = DEFAULT_ROUTES_FILE
     """YAML file with the `routes` section (None: routes only from env/kwargs)."""
+    registry_root: Path | None = None
+    """Folder holding registered models (artifacts/registry/*.json, models.d/*/model.json): each is routed by name,
+    pinned to TorchServe, unless the routes file names it (None: no registered models)."""
     server: ServerSettings = Field(default_factory=ServerSettings)
     """Sockets and processes."""
     backends: BackendsSettings = Field(default_factory=BackendsSettings)
@@ -389,14 +393,16 @@ class _RoutesFileSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         path: Any = DEFAULT_ROUTES_FILE
-        for source in self._higher:
+        root: Any = None
+        for source in reversed(self._higher):  # the highest source last, so it wins
             values = source()
-            if "routes_file" in values:
-                path = values["routes_file"]
-                break
+            path = values.get("routes_file", path)
+            root = values.get("registry_root", root)
+        models = registered.routes(Path(root)) if root not in (None, "", "none", "None") else {}
         if path in (None, "", "none", "None"):
-            return {}
+            return {"routes": {"models": models}} if models else {}
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict) or set(data) - {"models"}:
             raise ValueError(f"{path}: expected a mapping with one key 'models'")
-        return {"routes": data}
+        models.update(data.get("models") or {})  # the routes file's route replaces a registered model's
+        return {"routes": {"models": models}}

@@ -62,6 +62,14 @@ class Layout:
         """Private working directory of one service (TorchServe's holds its key file)."""
         return self.run_dir / service
 
+    @property
+    def registry_root(self) -> Path:
+        """Where registered models are read (models/registry.py): artifacts/registry/ and models.d/ beside it."""
+        return self.artifacts.parent
+
     def sample_file(self, model: str) -> Path:
-        """One request body `{"instances": [...]}` for `model`, valid on both stacks."""
-        return self.artifacts / "samples" / f"{model}.json"
+        """One request body `{"instances": [...]}` for `model`, valid on both stacks (a registered model's is
+        written into the run directory from its reference inputs: supervisor/registered.py)."""
+        exported = self.artifacts / "samples" / f"{model}.json"
+        generated = self.run_dir / "samples" / f"{model}.json"
+        return generated if not exported.is_file() and generated.is_file() else exported

@@ -12,7 +12,7 @@ import numpy as np
 from gateway.errors import GatewayError, InvalidArgument, UpstreamError, UpstreamTimeout
 from gateway.metadata import ModelMetadata
 from gateway.settings import BackendSettings
-from gateway.tensors import InferTensor
+from gateway.tensors import V2_TO_NUMPY, InferTensor
 
 
 class Backend(abc.ABC):
@@ -103,13 +103,9 @@ class Backend(abc.ABC):
 
 def probe_inputs(declared: ModelMetadata) -> list[InferTensor]:
     """A batch-of-1 zero input for each declared input: proves a signature the server cannot report itself."""
+    shapes = {t.name: [1, *(d if d > 0 else 1 for d in t.shape[1:])] for t in declared.inputs}  # -1 -> 1
     return [
-        InferTensor(
-            t.name,
-            t.datatype,
-            [1, *t.shape[1:]],
-            np.zeros([1, *t.shape[1:]], dtype=np.float32 if t.datatype == "FP32" else np.int64),
-        )
+        InferTensor(t.name, t.datatype, shapes[t.name], np.zeros(shapes[t.name], dtype=V2_TO_NUMPY[t.datatype]))
         for t in declared.inputs
     ]
 

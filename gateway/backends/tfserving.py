@@ -84,6 +84,11 @@ class TFServingBackend(Backend):
     name = "tfserving"
     settings: TFServingSettings
 
+    def __init__(self, settings: TFServingSettings) -> None:
+        super().__init__(settings)
+        self._outputs: dict[str, dict[str, str]] = {}
+        """Per model: output name -> v2 datatype from its signature (REST answers JSON numbers without types)."""
+
     async def start(self) -> None:
         await super().start()
         channel = self.grpc
@@ -136,9 +141,15 @@ class TFServingBackend(Backend):
             if resp.status != 200:
                 raise map_http_error(self.name, resp.status, _error_text(raw))
         outputs = json.loads(raw)["outputs"]
+        datatypes = self._outputs.get(model, {})
         if not isinstance(outputs, dict):  # TF Serving drops the name when the signature has one output
-            raise UpstreamError("single unnamed output; the gateway needs named outputs", backend=self.name)
-        return [InferTensor.from_numpy(name, np.asarray(v, dtype=np.float32)) for name, v in sorted(outputs.items())]
+            if len(datatypes) != 1:
+                raise UpstreamError("single unnamed output and no one-output signature to name it", backend=self.name)
+            outputs = {next(iter(datatypes)): outputs}
+        return [
+            InferTensor.from_numpy(name, np.asarray(v, dtype=V2_TO_NUMPY[datatypes.get(name, "FP32")]))
+            for name, v in sorted(outputs.items())
+        ]
 
     async def metadata(self, model: str, version: str | None, declared: ModelMetadata | None) -> ModelMetadata:
         """The serving signature from GetModelMetadata (gRPC) or `/metadata` (REST)."""
@@ -165,6 +176,7 @@ class TFServingBackend(Backend):
             inputs = [_meta_from_json(n, i) for n, i in sorted(sig["inputs"].items())]
             outputs = [_meta_from_json(n, i) for n, i in sorted(sig["outputs"].items())]
             versions = (str(answer["model_spec"]["version"]),)
+        self._outputs[model] = {t.name: t.datatype for t in outputs if t.datatype in V2_TO_NUMPY}
         return ModelMetadata(model, versions, "tensorflow_serving", tuple(inputs), tuple(outputs))
 
     async def healthy(self, model: str) -> bool:

@@ -18,7 +18,7 @@ from gateway.backends.base import Backend, map_grpc_error, map_http_error, probe
 from gateway.errors import UpstreamError
 from gateway.metadata import ModelMetadata, TensorMeta
 from gateway.settings import TorchServeSettings
-from gateway.tensors import InferTensor
+from gateway.tensors import V2_TO_NUMPY, InferTensor
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ class TorchServeBackend(Backend):
         self._key_file: tskeys.KeyFile | None = None
         self._probes: dict[str, tuple[str | None, list[InferTensor]]] = {}
         """Per model: the version and batch-of-1 input that proved its signature, reused as health check."""
+        self._declared: dict[str, ModelMetadata] = {}
+        """Per model: the declared signature, whose datatypes the answer's JSON numbers are read as."""
 
     async def start(self) -> None:
         await super().start()
@@ -70,18 +72,25 @@ class TorchServeBackend(Backend):
     async def _infer(
         self, model: str, version: str | None, inputs: list[InferTensor], timeout_s: float, request_id: str
     ) -> list[InferTensor]:
-        raw = len(inputs) == 1 and inputs[0].datatype == "FP32"  # our handler's fast path: raw float32 bytes
+        declared = self._declared.get(model)
+        grpc_call = self.settings.protocol == "grpc"
+        fixed = declared is None or all(-1 not in t.shape[1:] for t in declared.inputs)
+        raw = fixed and len(inputs) == 1 and inputs[0].datatype == "FP32"  # our handlers' fast path: raw float32
+        keys: dict[str, bytes] = {}
         if raw:
-            payload = np.ascontiguousarray(inputs[0].data, dtype="<f4").tobytes()
-        else:
-            payload = json.dumps({"inputs": {t.name: t.data.tolist() for t in inputs}}).encode()
+            keys = {inputs[0].name: np.ascontiguousarray(inputs[0].data, dtype="<f4").tobytes()}
+        elif grpc_call and fixed and declared is not None:
+            # the generic handler reads raw little-endian tensors keyed by input name (fixed non-batch dims)
+            keys = {t.name: np.ascontiguousarray(t.data, V2_TO_NUMPY[t.datatype].newbyteorder("<")).tobytes()
+                    for t in inputs}  # fmt: skip
+        if not keys:
+            keys = {"body": json.dumps({"inputs": {t.name: t.data.tolist() for t in inputs}}).encode()}
         for attempt in (0, 1):  # second attempt only after an auth failure, with a freshly read key
             token = self.token(reload=attempt == 1)
-            if self.settings.protocol == "grpc":
-                status, body = await self._grpc_call(
-                    model, version, inputs[0].name if raw else "body", payload, token, timeout_s, request_id
-                )
+            if grpc_call:
+                status, body = await self._grpc_call(model, version, keys, token, timeout_s, request_id)
             else:
+                payload = next(iter(keys.values()))
                 status, body = await self._rest_call(model, version, payload, raw, token, request_id)
             if not tskeys.rejected(status, body):
                 break
@@ -96,7 +105,7 @@ class TorchServeBackend(Backend):
             )
         if status != 200:
             raise map_http_error(self.name, status, body.decode("utf-8", "replace"))
-        return _parse_outputs(json.loads(body))
+        return _parse_outputs(json.loads(body), declared)
 
     async def _rest_call(
         self, model: str, version: str | None, payload: bytes, raw: bool, token: str | None, request_id: str
@@ -115,15 +124,12 @@ class TorchServeBackend(Backend):
         self,
         model: str,
         version: str | None,
-        key: str,
-        payload: bytes,
+        keys: dict[str, bytes],
         token: str | None,
         timeout_s: float,
         request_id: str,
     ) -> tuple[int, bytes]:
-        request = ts_pb2.PredictionsRequest(
-            model_name=model, model_version=self._version(version), input={key: payload}
-        )
+        request = ts_pb2.PredictionsRequest(model_name=model, model_version=self._version(version), input=keys)
         metadata = [("x-request-id", request_id)]
         if token:
             metadata.append(("authorization", f"Bearer {token}"))
@@ -143,6 +149,7 @@ class TorchServeBackend(Backend):
         """
         if declared is None:
             raise UpstreamError("TorchServe reports no signature; declare one in the route", backend=self.name)
+        self._declared[model] = declared
         probe = probe_inputs(declared)
         outputs = await self.infer(model, version, probe, timeout_s=self.settings.timeout_s * 4, request_id="probe")
         self._probes[model] = (version, probe)
@@ -222,13 +229,28 @@ def grpc_answer_status(prediction: bytes) -> int:
     return code if isinstance(code, int) and 400 <= code < 600 else 200
 
 
-def _parse_outputs(answer: Any) -> list[InferTensor]:
-    """Columnar `{"outputs": {name: batch}}` or row `{"predictions": [{name: ...}]}` -> tensors."""
-    if isinstance(answer, dict) and isinstance(answer.get("outputs"), dict):
+def _parse_outputs(answer: Any, declared: ModelMetadata | None) -> list[InferTensor]:
+    """Columnar `{"outputs": ...}` or row `{"predictions": [...]}` -> tensors with the declared datatypes.
+
+    As TF Serving, a one-output signature answers bare values: they take the declared output's name.
+    """
+    names = [t.name for t in declared.outputs] if declared else []
+    if isinstance(answer, dict) and "outputs" in answer:
         columns = answer["outputs"]
+        if not isinstance(columns, dict) and len(names) == 1:
+            columns = {names[0]: columns}
     elif isinstance(answer, dict) and isinstance(answer.get("predictions"), list):
         rows = answer["predictions"]
-        columns = {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
+        if rows and not isinstance(rows[0], dict) and len(names) == 1:
+            columns = {names[0]: rows}
+        else:
+            columns = {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
     else:
         raise UpstreamError("unexpected answer: no 'outputs' or 'predictions'", backend="torchserve")
-    return [InferTensor.from_numpy(name, np.asarray(values, dtype=np.float32)) for name, values in columns.items()]
+    if not isinstance(columns, dict):
+        raise UpstreamError("unnamed outputs and no one-output signature to name them", backend="torchserve")
+    datatypes = {t.name: t.datatype for t in declared.outputs} if declared else {}
+    return [
+        InferTensor.from_numpy(name, np.asarray(values, dtype=V2_TO_NUMPY[datatypes.get(name, "FP32")]))
+        for name, values in columns.items()
+    ]

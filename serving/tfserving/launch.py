@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 
+from serving.tfserving import model_config
 from supervisor.errors import PreflightError
 from supervisor.layout import Layout
 from supervisor.processes import Launch
@@ -19,8 +19,6 @@ KIND = "standin"
 """Which TF side runs, recorded in state.json so no number is mistaken for real TF Serving's."""
 CONFIG_DIR = Path("serving/tfserving")
 PACKAGE = "serving.tfserving.standin"
-# Model names in a ModelServerConfig text proto: `config { name: "digits" ... }`.
-_NAME_RE = re.compile(r'\bname\s*:\s*"([^"]+)"')
 
 
 def ports(layout: Layout) -> dict[str, int]:
@@ -39,12 +37,14 @@ def _files(layout: Layout) -> dict[str, Path]:
 
 
 def model_names(layout: Layout) -> list[str]:
-    """Models listed in serving/tfserving/models.config (empty if the file is missing)."""
-    path = _files(layout)["model config"]
-    if not path.is_file():
-        return []
-    text = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())  # drop comments
-    return _NAME_RE.findall(text)
+    """Models of serving/tfserving/models.config, then the registered ones (empty if the file is missing)."""
+    static = _files(layout)["model config"]
+    return model_config.model_names(layout.registry_root, static) if static.is_file() else []
+
+
+def generated_config(layout: Layout) -> Path:
+    """The models.config the stand-in reads: the zoo's plus the registered models, written at `up`."""
+    return layout.service_dir(NAME) / "models.config"
 
 
 def prepare(layout: Layout, batching_parameters_file: str | None = None) -> Launch:
@@ -58,7 +58,10 @@ def prepare(layout: Layout, batching_parameters_file: str | None = None) -> Laun
     missing = [f"{what} ({path})" for what, path in files.items() if not path.is_file()]
     if missing:
         raise PreflightError(f"{LABEL}: missing {', '.join(missing)}")
-    models = model_names(layout)
+    try:
+        models = model_config.write(layout.registry_root, generated_config(layout), files["model config"])
+    except ValueError as error:  # a broken registration names its file
+        raise PreflightError(f"{LABEL}: {error}") from None
     if not models:
         raise PreflightError(f"{LABEL}: no model listed in {files['model config']}")
     root = layout.artifacts / NAME
@@ -73,7 +76,7 @@ def prepare(layout: Layout, batching_parameters_file: str | None = None) -> Laun
             f"--host={layout.host}",
             f"--port={layout.ports.tf_grpc}",
             f"--rest_api_port={layout.ports.tf_rest}",
-            f"--model_config_file={files['model config']}",
+            f"--model_config_file={generated_config(layout)}",
             f"--model_base_path_root={root}",
             f"--monitoring_config_file={files['monitoring config']}",
             "--enable_batching",

@@ -15,6 +15,7 @@ from supervisor.errors import KeyFileError, PreflightError
 from supervisor.layout import Layout
 from supervisor.processes import Launch
 from supervisor.readiness import ProbeResult, http
+from supervisor.registered import write_samples
 from supervisor.services import Service
 
 NAME = "torchserve"
@@ -62,6 +63,7 @@ def prepare(layout: Layout, model_store: str | None = None) -> Launch:
     models = model_names(layout)
     if layout.require_models and not models:
         raise PreflightError(f"{LABEL}: no .mar archive in {store}; run `make export` first")
+    write_samples(layout)
     missing = [str(layout.sample_file(m)) for m in models if not layout.sample_file(m).is_file()]
     if missing:
         raise PreflightError(f"{LABEL}: sample request(s) missing for the readiness check: {', '.join(missing)}")
