@@ -18,8 +18,8 @@ def routes(root: Path) -> dict[str, dict[str, Any]]:
 
 
 def _route(model: registry.RegisteredModel) -> dict[str, Any]:
-    def tensors(specs: tuple[registry.Tensor, ...]) -> list[dict[str, Any]]:
-        return [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in specs]
+    def tensors(specs: tuple[registry.TensorSpec, ...]) -> list[dict[str, Any]]:
+        return [t.to_json() for t in specs]
 
     return {
         "policy": "pin",

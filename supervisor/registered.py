@@ -23,9 +23,10 @@ def write_samples(layout: Layout) -> list[Path]:
     for model in models.values():
         if (layout.artifacts / "samples" / f"{model.name}.json").is_file():
             continue
-        if not model.reference.is_file():
-            raise PreflightError(f"{model.name}: reference inputs {model.reference} are missing; run `make export`")
-        with np.load(model.reference) as data:
+        reference = layout.registry_root / model.reference
+        if not reference.is_file():
+            raise PreflightError(f"{model.name}: reference inputs {reference} are missing; run `make export`")
+        with np.load(reference) as data:
             columns = {t.name: data[f"b1/in/{t.name}"].tolist() for t in model.inputs}
         rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
         if len(columns) == 1:  # TF Serving's row format: bare values for a one-input signature

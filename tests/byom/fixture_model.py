@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models import registry
+
 REPO = Path(__file__).resolve().parents[2]
 NAME = "pairs"
 FEATURES, IDS, VOCAB, EMBED, CLASSES = 4, 3, 10, 6, 2
@@ -142,10 +144,10 @@ def build(root: Path) -> Path:
         "tolerance": {"atol": 1e-5, "rtol": 1e-4}, "slo_p99_ms": 200, "converter": "keras-port",
         "artifacts": {"mar": f"artifacts/torchserve/{NAME}.mar", "savedmodel": f"artifacts/tfserving/{NAME}"},
         "reference": f"artifacts/reference/{NAME}.npz",
+        "parity": {"max_abs_diff": {"score": 0.0, "count": 0.0}, "batches": [1, 8]},
     }  # fmt: skip
-    path = root / "models.d" / NAME / "model.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(registration, indent=2))
+    path = registry.user_path(root, NAME)
+    registry.write(path, registry.from_json(registration, source=str(path)))  # validated as add-model would
     return path
 
 
