@@ -141,6 +141,7 @@ up() {
   for dir in "$ARTIFACTS/torchserve" "$ARTIFACTS/tfserving" "$ARTIFACTS/samples"; do
     [ -d "$dir" ] || { echo "$dir is missing: run make export" >&2; exit 1; }
   done
+  registered_models
   [ "$ARTIFACTS" = artifacts ] || echo "docker-compose.yml mounts ./artifacts; ARTIFACTS=$ARTIFACTS is not used" >&2
   # The Locust master saves UI runs here as the image's uid 10001 (docker-compose.yml: locust-master).
   mkdir -p results/in-compose && chmod 0777 results/in-compose
@@ -180,6 +181,14 @@ twinserve is up in containers (TF side: $TF_SIDE). Try:
   make bench STACK=compose QUICK=1
 Stop with: make down
 EOF
+}
+
+# Registered models (issue 13): the TF side's models.config lists them (mounted over the image's copy), and the
+# gateway mounts the registrations, whose folders must exist for their bind mounts.
+registered_models() {
+  mkdir -p models.d "$ARTIFACTS/registry"
+  export TWINSERVE_TF_MODELS_CONFIG="$STATE_DIR/tfserving/models.config"
+  "$PY" -m serving.tfserving.model_config --root . --out "$TWINSERVE_TF_MODELS_CONFIG" | sed 's/^/compose: TF side serves /'
 }
 
 # Beyond loopback the gateway refuses to start without API keys (gateway/exposure.py): make one, private to us,
