@@ -94,8 +94,8 @@ down: ## stop what `make up` started (containers and native services)
 gpu-check: $(MANIFEST) ## on a CUDA machine (own venv .venv-gpu, CUDA torch): handler and raw forward p50 -> docs/gpu.md; exit 2 without a GPU
 	@ARTIFACTS=$(ARTIFACTS) bash scripts/gpu-check.sh
 
-bench: setup $(MANIFEST) ## load-test every path of the running stack (make up first) -> results/<run>/report.html; QUICK=1: < 3 min
-	$(PY) -m loadtest.run $(_QUICK) $(if $(STACK),--stack $(STACK)) $(BENCH_ARGS)
+bench: setup $(MANIFEST) ## load-test every path of the running stack (make up first) -> results/<run>/report.html; QUICK=1: < 3 min; MODELS=a,b (registered models too)
+	$(PY) -m loadtest.run $(_QUICK) $(if $(STACK),--stack $(STACK)) $(if $(MODELS),--models $(MODELS)) $(BENCH_ARGS)
 
 coldstart: setup $(MANIFEST) ## cold start per stack: process start to first correct answer, median of RUNS (default 5)
 	$(PY) -m loadtest.coldstart --runs $(or $(RUNS),5) --artifacts $(ARTIFACTS) --out results/coldstart.json

@@ -24,9 +24,8 @@ from typing import Any
 from rich.console import Console
 
 from contract import tskeys
-from loadtest.samples import load_reference
 from loadtest.targets import Target
-from loadtest.users.codecs import build_calls, is_right, parse_logits
+from loadtest.users.codecs import answer_is_right, calls_for
 
 console = Console(stderr=True)
 POLL_S = 0.02
@@ -35,7 +34,7 @@ STACKS = ("torchserve", "tfserving")
 
 def _first_correct(t: Target, key_file: Path | None, artifacts: Path, done: threading.Event, out: dict) -> None:
     """Send the reference request until an answer is right; record the perf_counter time it arrived."""
-    call = build_calls(t, load_reference(t.model, artifacts), 1, limit=1)[0]
+    call = calls_for(t, artifacts, 1, limit=1)[0]
     url = f"http://{t.host}:{t.port}{call.path}"
     while not done.is_set():
         headers = dict(call.headers)
@@ -45,7 +44,7 @@ def _first_correct(t: Target, key_file: Path | None, artifacts: Path, done: thre
             req = urllib.request.Request(url, call.body, headers, method="POST")
             with urllib.request.urlopen(req, timeout=5) as resp:
                 body = resp.read()
-            if is_right(parse_logits(t, body), call.expected):
+            if answer_is_right(t, call, body):
                 out["at"] = time.perf_counter()
                 return
         except (OSError, ValueError, KeyError, urllib.error.URLError):  # not up yet: no port, no key, 503

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from contract import tskeys
-from loadtest.samples import load_reference
 from loadtest.stack import discover
 from loadtest.targets import Target
-from loadtest.users.codecs import build_calls
+from loadtest.users.codecs import calls_for
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
 DISAGREEMENT = 0.20
@@ -143,7 +142,7 @@ def check_at_capacity(
     hey measures from the actual send and is closed loop per worker; paced far below its workers' limit it sends on
     time, so at a rate the server sustains both tools should see the same tail. A disagreement over 20 % is flagged.
     """
-    call = build_calls(t, load_reference(t.model, artifacts), 1, limit=1)[0]
+    call = calls_for(t, artifacts, 1, limit=1)[0]
     headers = dict(call.headers)
     if t.framework == "torchserve":
         headers["Authorization"] = "Bearer " + tskeys.read_key(tskeys.key_file_in(run_dir))
@@ -211,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     t = stack.target(fw, proto, path, model)
     if (proto, path) != ("rest", "direct"):
         raise SystemExit("wrk speaks HTTP/1.1: pick a direct REST target")
-    call = build_calls(t, load_reference(model, args.artifacts), 1, limit=1)[0]
+    call = calls_for(t, args.artifacts, 1, limit=1)[0]
     headers = dict(call.headers)
     if fw == "torchserve":
         headers["Authorization"] = "Bearer " + tskeys.read_key(tskeys.key_file_in(stack.run_dir))

@@ -23,7 +23,7 @@ from typing import Any
 
 from rich.table import Table
 
-from loadtest import coldstart, environment, resources
+from loadtest import coldstart, environment, registered, resources
 from loadtest.bench import DEFAULT_SLO_MS, QUICK_RATES, Plan, floor, run_all
 from loadtest.crosscheck import check_at_capacity
 from loadtest.report import write_report
@@ -119,7 +119,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     return Plan(
         models=models,
         criteria=criteria,
-        slo_ms=parse_slo(args.slo),
+        slo_ms={**registered.slos(models, args.artifacts), **parse_slo(args.slo)},  # --slo wins
         patterns=[s for s in args.targets.split(",") if s and "@" not in s],
         rates=rates,
         concurrency=[int(n) for n in args.concurrency.split(",") if n],
@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.floor is not None and args.floor.exists():
         floor_entries = json.loads(args.floor.read_text(encoding="utf-8"))
     elif not args.no_floor:
-        floor_entries = floor(plan.models, args.artifacts, run_dir / "floor.json", args.quick)
+        # No in-process floor for registered models yet: the floor loads the zoo's own artifacts.
+        zoo = [m for m in plan.models if not registered.is_registered(m, args.artifacts)]
+        floor_entries = floor(zoo, args.artifacts, run_dir / "floor.json", args.quick) if zoo else []
     meter = resources.meter_for(stack)
     points, idle = run_all(targets, plan, stack, run_dir, args, meter)
     summary = {

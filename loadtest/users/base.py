@@ -17,10 +17,9 @@ import gevent
 from contract import tskeys
 from loadtest.drive import Send, run_closed_loop, run_open_loop
 from loadtest.recorder import Recorder
-from loadtest.samples import load_reference
 from loadtest.schedule import Schedule
 from loadtest.targets import KEY_FILE, Target, parse_target
-from loadtest.users.codecs import Call, build_calls, is_right, parse_logits
+from loadtest.users.codecs import Call, answer_is_right, calls_for
 
 
 @dataclass(frozen=True)
@@ -86,8 +85,7 @@ class Driver:
 
     def __init__(self, cfg: LoadConfig):
         self.cfg = cfg
-        ref = load_reference(cfg.target.model, cfg.artifacts)
-        self.calls: list[Call] = build_calls(cfg.target, ref, cfg.batch)  # built before the clock starts
+        self.calls: list[Call] = calls_for(cfg.target, cfg.artifacts, cfg.batch)  # built before the clock starts
         self.rec = Recorder(cfg.target.id, time.time(), cfg.warmup_s, cfg.window_s)
         self._next = 0
 
@@ -100,7 +98,7 @@ class Driver:
     def judge(self, call: Call, body: bytes) -> str:
         """'ok' when the answer matches the reference, else 'wrong' (unparseable answers are wrong too)."""
         try:
-            return "ok" if is_right(parse_logits(self.cfg.target, body), call.expected) else "wrong"
+            return "ok" if answer_is_right(self.cfg.target, call, body) else "wrong"
         except (ValueError, KeyError, TypeError, IndexError):
             return "wrong"
 

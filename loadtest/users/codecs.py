@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from loadtest.samples import Reference
+from loadtest.samples import Reference, load_reference
 from loadtest.targets import Target
 from loadtest.users import wire
 
@@ -30,6 +32,8 @@ class Call:
     body: bytes
     expected: np.ndarray
     headers: dict[str, str] = field(default_factory=dict)
+    check: Callable[[bytes], bool] | None = None
+    """A registered model's answer check (every output vs torch, its tolerance); None: the zoo's logits check."""
 
 
 def _v2_grpc_request(model: str, x: np.ndarray) -> bytes:
@@ -75,6 +79,22 @@ def build_calls(t: Target, ref: Reference, batch: int = 1, limit: int = 64) -> l
         idx = [(i * batch + j) % n for j in range(batch)]
         calls.append(build_call(t, ref.inputs[idx], ref.logits[idx]))
     return calls
+
+
+def calls_for(t: Target, artifacts: Path, batch: int = 1, limit: int = 64) -> list[Call]:
+    """The calls for target `t`: a registered model's from its reference.npz, the zoo's from its samples."""
+    from loadtest import registered  # imports this module's Call
+
+    if registered.is_registered(t.model, artifacts):
+        return registered.calls(t, registered.load(t.model, artifacts), batch, limit)
+    return build_calls(t, load_reference(t.model, artifacts), batch, limit)
+
+
+def answer_is_right(t: Target, call: Call, body: bytes) -> bool:
+    """Whether a successful answer to `call` matches the reference (raises on an unparseable answer)."""
+    if call.check is not None:
+        return call.check(body)
+    return is_right(parse_logits(t, body), call.expected)
 
 
 def parse_logits(t: Target, body: bytes) -> np.ndarray:
