@@ -3,7 +3,8 @@
 Packed into a .mar with `signature.json` ({"inputs": [...], "outputs": [...], ...}: v2 names, datatypes FP32,
 FP16, FP64, INT64, INT32, INT8, UINT8, BOOL, shapes with -1 for dynamic dims, batch first) and the torch model,
 the first found of: `model.pt2` (torch.export), the archive's serialized file as TorchScript, or `spec.py` whose
-`build()` returns the module (then `weights.pt`, when packed, is its state_dict).
+`architecture()` (else `build()`) returns the module (then `weights.pt`, when packed, is its state_dict; this is
+what `make add-model` packs, as torch 2.4 in older TorchServe images refuses torch 2.13's TorchScript).
 
 Request forms (one TorchServe request = one entry of the batch; same-shaped entries share one forward):
   JSON {"instances": [inst, ...]}  inst: a value (one input) or {input: value} -> {"predictions": rows}
@@ -21,6 +22,7 @@ import importlib.util
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,8 +92,9 @@ def load_module(model_dir: str, serialized: str | None) -> torch.nn.Module:
     if spec is None or spec.loader is None:
         raise RuntimeError(f"no model.pt2, TorchScript file or spec.py in {model_dir}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look the module up by name
     spec.loader.exec_module(module)
-    model = module.build()
+    model = (getattr(module, "architecture", None) or module.build)()  # architecture() only constructs
     weights = os.path.join(model_dir, "weights.pt")
     if os.path.isfile(weights):
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
