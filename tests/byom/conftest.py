@@ -1,8 +1,14 @@
-"""BYOM fixtures: a root with the zoo's artifacts (linked) and the `pairs` test model exported and registered,
-and the whole native stack (TorchServe, the TF Serving stand-in, the gateway) serving it, once per session."""
+"""BYOM fixtures: a root with the zoo's artifacts (linked) and two specs put through `make add-model`'s code
+(`python -m models.addmodel --root <tmp> add`), and the whole native stack (TorchServe, the TF Serving stand-in,
+the gateway) serving them, once per session.
+
+  pairs  tests/byom/specs/pairs.py: FP32 + INT64 inputs, FP32 + INT64 outputs (the BYOM e2e model)
+  mixed  tests/models/specs/dtypes.py: FP32, INT32, FP16 and BOOL inputs; FP32 and INT32 outputs
+"""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,22 +17,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fixture_model
+from models import registry
 
 REPO = Path(__file__).resolve().parents[2]
+SPECS = {
+    "pairs": REPO / "tests" / "byom" / "specs" / "pairs.py",
+    "mixed": REPO / "tests" / "models" / "specs" / "dtypes.py",
+}
 ZOO = ("digits", "resnet18")
 
 
 @dataclass(frozen=True)
 class Byom:
-    """The running stack and where the registered test model lives."""
+    """The running stack, the registrations and their torch reference arrays."""
 
     root: Path
     run_dir: Path
     ports: object
     stack: object
-    reference: dict[str, np.ndarray]
+    models: dict[str, registry.RegisteredModel]
+    references: dict[str, dict[str, np.ndarray]]
 
     @property
     def http_url(self) -> str:
@@ -50,9 +60,15 @@ def link_zoo(artifacts: Path, root: Path) -> None:
             target.symlink_to(artifacts / rel)
 
 
+def add_model(root: Path, spec: Path, name: str) -> None:
+    """What `make add-model SPEC=spec NAME=name` runs, into `root` instead of the checkout."""
+    command = [sys.executable, "-m", "models.addmodel", "--root", str(root), "add", "--spec", str(spec), "--name", name]
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def byom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Byom]:
-    """Export and register `pairs` under a fresh root, start every service on ephemeral ports, stop at the end."""
+    """Add both specs under a fresh root, start every service on ephemeral ports, stop them at the end."""
     artifacts = REPO / "artifacts"
     if not (artifacts / "manifest.json").exists():
         pytest.fail("artifacts/manifest.json is missing: run `make export` (make test does it for you)")
@@ -60,14 +76,18 @@ def byom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Byom]:
     from supervisor.stack import Stack
 
     root = tmp_path_factory.mktemp("byom")
-    fixture_model.build(root)
+    for name, spec in SPECS.items():
+        add_model(root, spec, name)
     link_zoo(artifacts, root)
-    with np.load(root / "artifacts" / "reference" / f"{fixture_model.NAME}.npz") as data:
-        reference = {k: data[k] for k in data.files}
+    models = registry.load_all(root)
+    references = {}
+    for name, model in models.items():
+        with np.load(root / model.reference) as data:
+            references[name] = {k: data[k] for k in data.files}
     run_dir, ports = root / "run", Ports.ephemeral()
     stack = Stack(run_dir, root / "artifacts", ports)
     try:
         stack.up(timeout=300)
-        yield Byom(root, run_dir, ports, stack, reference)
+        yield Byom(root, run_dir, ports, stack, models, references)
     finally:
         stack.down()

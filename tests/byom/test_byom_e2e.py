@@ -15,68 +15,74 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from conftest import Byom
-from fixture_model import INPUTS, NAME, OUTPUTS
+from conftest import SPECS, Byom
 from tritonclient.utils import InferenceServerException
 
 STACKS = ("torchserve", "tfserving")
-ATOL, RTOL = 1e-5, 1e-4  # the registration's tolerance
-DATATYPES = {t["name"]: t["datatype"] for t in INPUTS}
+MODELS = sorted(SPECS)
+NAME = "pairs"  # the bad-input, v1 and batching tests' model: FP32 features, INT64 ids
 
 
-def check(byom: Byom, batch: int, answer: Any) -> None:
-    """Every output has the reference's dtype and shape and matches it within the tolerance."""
-    for spec in OUTPUTS:
-        got, want = answer.as_numpy(spec["name"]), byom.reference[f"b{batch}/out/{spec['name']}"]
-        assert got.dtype == want.dtype and got.shape == want.shape, (spec["name"], got.dtype, got.shape)
-        np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)
+def check(byom: Byom, model: str, batch: int, answer: Any) -> None:
+    """Every output has the reference's dtype and shape and matches it within the registered tolerance."""
+    reg = byom.models[model]
+    for spec in reg.outputs:
+        got, want = answer.as_numpy(spec.name), byom.references[model][f"b{batch}/out/{spec.name}"]
+        assert got.dtype == want.dtype and got.shape == want.shape, (model, spec.name, got.dtype, got.shape)
+        np.testing.assert_allclose(got, want, atol=reg.tolerance.atol, rtol=reg.tolerance.rtol)
 
 
-def http_inputs(byom: Byom, batch: int, binary: bool) -> list[httpclient.InferInput]:
+def http_inputs(byom: Byom, model: str, batch: int, binary: bool) -> list[httpclient.InferInput]:
     inputs = []
-    for name, datatype in DATATYPES.items():
-        x = byom.reference[f"b{batch}/in/{name}"]
-        tensor = httpclient.InferInput(name, list(x.shape), datatype)
+    for spec in byom.models[model].inputs:
+        x = byom.references[model][f"b{batch}/in/{spec.name}"]
+        tensor = httpclient.InferInput(spec.name, list(x.shape), spec.datatype)
         tensor.set_data_from_numpy(x, binary_data=binary)
         inputs.append(tensor)
     return inputs
 
 
-def grpc_inputs(byom: Byom, batch: int, cast: dict[str, Any] | None = None) -> list[grpcclient.InferInput]:
+def grpc_inputs(byom: Byom, model: str, batch: int, cast: dict[str, Any] | None = None) -> list[grpcclient.InferInput]:
     inputs = []
-    for name, declared in DATATYPES.items():
-        x, datatype = byom.reference[f"b{batch}/in/{name}"], declared
-        if cast and name in cast:
-            x, datatype = x.astype(cast[name][0]), cast[name][1]
-        tensor = grpcclient.InferInput(name, list(x.shape), datatype)
+    for spec in byom.models[model].inputs:
+        x, datatype = byom.references[model][f"b{batch}/in/{spec.name}"], spec.datatype
+        if cast and spec.name in cast:
+            x, datatype = x.astype(cast[spec.name][0]), cast[spec.name][1]
+        tensor = grpcclient.InferInput(spec.name, list(x.shape), datatype)
         tensor.set_data_from_numpy(x)
         inputs.append(tensor)
     return inputs
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("stack", STACKS)
-def test_metadata_is_the_registered_signature(byom: Byom, stack: str) -> None:
-    meta = httpclient.InferenceServerClient(byom.http_url).get_model_metadata(NAME, headers={"X-Backend": stack})
-    assert meta["inputs"] == INPUTS and meta["outputs"] == OUTPUTS and meta["versions"] == ["1"]
-    grpc_meta = grpcclient.InferenceServerClient(byom.grpc_url).get_model_metadata(NAME, as_json=True)
-    assert [(t["name"], t["datatype"]) for t in grpc_meta["inputs"]] == [(t["name"], t["datatype"]) for t in INPUTS]
+def test_metadata_is_the_registered_signature(byom: Byom, model: str, stack: str) -> None:
+    reg = byom.models[model]
+    want = {kind: [t.to_json() for t in getattr(reg, kind)] for kind in ("inputs", "outputs")}
+    meta = httpclient.InferenceServerClient(byom.http_url).get_model_metadata(model, headers={"X-Backend": stack})
+    assert {k: sorted(meta[k], key=str) for k in want} == {k: sorted(v, key=str) for k, v in want.items()}
+    assert meta["versions"] == ["1"]
+    grpc_meta = grpcclient.InferenceServerClient(byom.grpc_url).get_model_metadata(model, as_json=True)
+    assert {(t["name"], t["datatype"]) for t in grpc_meta["inputs"]} == {(t.name, t.datatype) for t in reg.inputs}
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("stack", STACKS)
 @pytest.mark.parametrize("batch", [1, 8])
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
-def test_http_through_the_gateway_matches_torch(byom: Byom, stack: str, batch: int, binary: bool) -> None:
+def test_http_through_the_gateway_matches_torch(byom: Byom, model: str, stack: str, batch: int, binary: bool) -> None:
     client = httpclient.InferenceServerClient(byom.http_url)
-    outputs = [httpclient.InferRequestedOutput(t["name"], binary_data=binary) for t in OUTPUTS]
-    answer = client.infer(NAME, http_inputs(byom, batch, binary), outputs=outputs, headers={"X-Backend": stack})
-    check(byom, batch, answer)
+    outputs = [httpclient.InferRequestedOutput(t.name, binary_data=binary) for t in byom.models[model].outputs]
+    inputs = http_inputs(byom, model, batch, binary)
+    check(byom, model, batch, client.infer(model, inputs, outputs=outputs, headers={"X-Backend": stack}))
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("stack", STACKS)
 @pytest.mark.parametrize("batch", [1, 8])
-def test_grpc_through_the_gateway_matches_torch(byom: Byom, stack: str, batch: int) -> None:
+def test_grpc_through_the_gateway_matches_torch(byom: Byom, model: str, stack: str, batch: int) -> None:
     client = grpcclient.InferenceServerClient(byom.grpc_url)
-    check(byom, batch, client.infer(NAME, grpc_inputs(byom, batch), headers={"backend": stack}))
+    check(byom, model, batch, client.infer(model, grpc_inputs(byom, model, batch), headers={"backend": stack}))
 
 
 def test_default_policy_pins_torchserve(byom: Byom) -> None:
@@ -89,7 +95,8 @@ def test_default_policy_pins_torchserve(byom: Byom) -> None:
 @pytest.mark.parametrize("form", ["row", "columnar"])
 def test_v1_predict_through_the_gateway_and_on_each_stack(byom: Byom, form: str) -> None:
     """TF Serving's JSON with two named inputs: the same body works on the gateway, the stand-in and TorchServe."""
-    x = {name: byom.reference[f"b8/in/{name}"].tolist() for name in DATATYPES}
+    reg, ref = byom.models[NAME], byom.references[NAME]
+    x = {t.name: ref[f"b8/in/{t.name}"].tolist() for t in reg.inputs}
     if form == "row":
         body = {"instances": [dict(zip(x, values, strict=True)) for values in zip(*x.values(), strict=True)]}
     else:
@@ -107,20 +114,22 @@ def test_v1_predict_through_the_gateway_and_on_each_stack(byom: Byom, form: str)
         status, answer = post(url, json.dumps(body).encode(), headers)
         assert status == 200, (where, answer)
         if form == "row":
-            columns = {t["name"]: [row[t["name"]] for row in answer["predictions"]] for t in OUTPUTS}
+            columns = {t.name: [row[t.name] for row in answer["predictions"]] for t in reg.outputs}
         else:
             columns = answer["outputs"]
-        for spec in OUTPUTS:
-            want = byom.reference[f"b8/out/{spec['name']}"]
-            np.testing.assert_allclose(np.asarray(columns[spec["name"]]), want, atol=ATOL, rtol=RTOL, err_msg=where)
+        for spec in reg.outputs:
+            want, tol = ref[f"b8/out/{spec.name}"], reg.tolerance
+            np.testing.assert_allclose(
+                np.asarray(columns[spec.name]), want, atol=tol.atol, rtol=tol.rtol, err_msg=where
+            )
 
 
 def v2_body(byom: Byom, batch: int = 1, **override: dict[str, Any]) -> bytes:
     tensors = []
-    for name, datatype in DATATYPES.items():
-        x = byom.reference[f"b{batch}/in/{name}"]
-        tensor = {"name": name, "datatype": datatype, "shape": list(x.shape), "data": x.ravel().tolist()}
-        tensors.append({**tensor, **override.get(name, {})})
+    for spec in byom.models[NAME].inputs:
+        x = byom.references[NAME][f"b{batch}/in/{spec.name}"]
+        tensor = {"name": spec.name, "datatype": spec.datatype, "shape": list(x.shape), "data": x.ravel().tolist()}
+        tensors.append({**tensor, **override.get(spec.name, {})})
     return json.dumps({"inputs": tensors}).encode()
 
 
@@ -155,7 +164,7 @@ def test_bad_input_is_a_400_naming_it(byom: Byom, stack: str, case: str) -> None
 def test_bad_input_over_grpc_is_invalid_argument(byom: Byom, stack: str) -> None:
     client = grpcclient.InferenceServerClient(byom.grpc_url)
     with pytest.raises(InferenceServerException) as caught:
-        client.infer(NAME, grpc_inputs(byom, 1, cast={"ids": (np.int32, "INT32")}), headers={"backend": stack})
+        client.infer(NAME, grpc_inputs(byom, NAME, 1, cast={"ids": (np.int32, "INT32")}), headers={"backend": stack})
     assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
     assert re.search(r"'ids'.*INT32.*INT64", caught.value.message())
 
@@ -197,7 +206,7 @@ def test_server_side_batching_joins_concurrent_requests(byom: Byom, stack: str) 
     before = batch_lines(byom) if stack == "torchserve" else standin_batches(byom)
 
     def one(_: int) -> None:
-        check(byom, 1, client.infer(NAME, grpc_inputs(byom, 1), headers={"backend": stack}))
+        check(byom, NAME, 1, client.infer(NAME, grpc_inputs(byom, NAME, 1), headers={"backend": stack}))
 
     with ThreadPoolExecutor(requests) as pool:
         list(pool.map(one, range(requests)))

@@ -11,17 +11,17 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import Byom
-from fixture_model import NAME
+from conftest import SPECS, Byom
 
 from loadtest import registered
 from loadtest.targets import FRAMEWORKS, PATHS, PROTOCOLS, Target
 from loadtest.users.codecs import Call, answer_is_right, calls_for
 
 TARGETS = [(f, p, w) for f in FRAMEWORKS for p in PROTOCOLS for w in PATHS]
+NAME = "pairs"
 
 
-def target(byom: Byom, framework: str, protocol: str, path: str) -> Target:
+def target(byom: Byom, framework: str, protocol: str, path: str, model: str = NAME) -> Target:
     p = byom.ports
     ports = {
         ("torchserve", "rest", "direct"): p.ts_inference,  # type: ignore[attr-defined]
@@ -30,7 +30,7 @@ def target(byom: Byom, framework: str, protocol: str, path: str) -> Target:
         ("tfserving", "grpc", "direct"): p.tf_grpc,  # type: ignore[attr-defined]
     }
     port = ports.get((framework, protocol, path)) or (p.gateway_rest if protocol == "rest" else p.gateway_grpc)  # type: ignore[attr-defined]
-    return Target(framework, protocol, path, NAME, port_override=port)
+    return Target(framework, protocol, path, model, port_override=port)
 
 
 def send(byom: Byom, t: Target, call: Call) -> bytes:
@@ -48,8 +48,11 @@ def send(byom: Byom, t: Target, call: Call) -> bytes:
 
 @pytest.mark.parametrize(("framework", "protocol", "path"), TARGETS, ids=["-".join(t) for t in TARGETS])
 @pytest.mark.parametrize("batch", [1, 4])
-def test_every_target_answers_the_reference(byom: Byom, framework: str, protocol: str, path: str, batch: int) -> None:
-    t = target(byom, framework, protocol, path)
+@pytest.mark.parametrize("model", sorted(SPECS))
+def test_every_target_answers_the_reference(
+    byom: Byom, framework: str, protocol: str, path: str, batch: int, model: str
+) -> None:
+    t = target(byom, framework, protocol, path, model)
     calls = calls_for(t, byom.root / "artifacts", batch, limit=3)
     assert calls and all(c.check is not None for c in calls)
     for call in calls:

@@ -60,7 +60,7 @@ def test_mlp_with_two_outputs_is_exported_proven_and_registered(root: Path, mlp:
     with zipfile.ZipFile(root / mlp.artifacts["mar"]) as archive:
         names = set(archive.namelist())
         signature = json.loads(archive.read("signature.json"))
-    assert {"spec.py", "weights.pt", "signature.json", "twinserve_model.py", "handler.py"} <= names
+    assert {"spec.py", "weights.pt", "signature.json", "twinserve_model.py", "generic_handler.py"} <= names
     assert signature["inputs"] == [t.to_json() for t in mlp.inputs]
     assert signature["outputs"] == [t.to_json() for t in mlp.outputs]
     with np.load(root / mlp.reference) as ref:
