@@ -284,8 +284,15 @@ def handle(data: list[Any] | None, context: Any) -> list[Any] | None:
         return None
     if not data:  # only KServe's v1 envelope passes None after loading: the body had no "instances"
         raise PredictionException('the KServe v1 body needs "instances": a non-empty list of instances', 400)
-    if not all(isinstance(item, dict) for item in data):
-        return _service.handle_envelope(data, v1=True)
-    if all({"name", "datatype", "shape", "data"} <= item.keys() and isinstance(item["data"], list) for item in data):
-        return _service.handle_envelope(data, v1=False)
-    return _service.handle(data, context)
+    if all(isinstance(item, dict) for item in data):
+        if all(
+            {"name", "datatype", "shape", "data"} <= item.keys() and isinstance(item["data"], list) for item in data
+        ):
+            return _service.handle_envelope(data, v1=False)
+        if any("body" in item or "data" in item or _has_bytes(item) for item in data):
+            return _service.handle(data, context)  # TorchServe's own rows: a body, or raw tensors over gRPC
+    return _service.handle_envelope(data, v1=True)  # KServe v1: the instances (objects keyed by input name)
+
+
+def _has_bytes(item: dict[str, Any]) -> bool:
+    return any(isinstance(value, (bytes, bytearray)) for value in item.values())
