@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from conftest import SPECS, Byom
+from byom_support import SPECS, Byom
 from tritonclient.utils import InferenceServerException
 
 STACKS = ("torchserve", "tfserving")

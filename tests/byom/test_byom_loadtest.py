@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import SPECS, Byom
+from byom_support import SPECS, Byom
 
 from loadtest import registered
 from loadtest.targets import FRAMEWORKS, PATHS, PROTOCOLS, Target
