@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from contract._generated import twinserve_tfserving_pb2 as tf_pb2
+from contract._generated import twinserve_torchserve_pb2 as ts_pb2
 from loadtest.targets import Target
-from loadtest.users import wire
 from loadtest.users.codecs import Call
 from models import registry
 
@@ -26,11 +27,17 @@ TS_PREDICTIONS = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predict
 TF_PREDICT = "/tensorflow.serving.PredictionService/Predict"
 V2_INFER = "/inference.GRPCInferenceService/ModelInfer"
 JSON_HEADERS = {"Content-Type": "application/json"}
-TF_DTYPES = {"FP32": 1, "INT32": 3, "INT64": 9, "BOOL": 10, "FP16": 19}
-"""v2 datatype -> TensorProto dtype enum (tensorflow/core/framework/types.proto)."""
+TF_DTYPES = {"FP32": tf_pb2.DT_FLOAT, "INT32": tf_pb2.DT_INT32, "INT64": tf_pb2.DT_INT64, "BOOL": tf_pb2.DT_BOOL,
+             "FP16": tf_pb2.DT_HALF}  # fmt: skip
 TF_TO_V2 = {v: k for k, v in TF_DTYPES.items()}
-TF_VALUE_FIELDS = {5: "FP32", 7: "INT32", 10: "INT64", 11: "BOOL", 13: "FP16"}
-"""TensorProto's typed value fields (float_val, int_val, int64_val, bool_val, half_val)."""
+TF_VALUE_FIELDS = {
+    "FP32": "float_val",
+    "INT32": "int_val",
+    "INT64": "int64_val",
+    "BOOL": "bool_val",
+    "FP16": "half_val",
+}
+"""Where a TensorProto without tensor_content keeps its values (half_val: the float16 bits)."""
 
 
 @dataclass(frozen=True)
@@ -130,11 +137,16 @@ def build_request(t: Target, ref: RegisteredReference, rows: list[int]) -> tuple
         if all(-1 not in s.shape[1:] for s in m.inputs):  # the generic handler's raw tensors per input name
             raw = {s.name: np.ascontiguousarray(x[s.name]).astype(x[s.name].dtype.newbyteorder("<")).tobytes()
                    for s in m.inputs}  # fmt: skip
-            return TS_PREDICTIONS, wire.torchserve_predictions(m.name, raw), {}
-        return TS_PREDICTIONS, wire.torchserve_predictions(m.name, {"body": columns}), {}
-    spec = wire._field(1, m.name.encode()) + wire._field(3, b"serving_default")
-    protos = b"".join(wire._map_entry(2, s.name, _tensor_proto(s.datatype, x[s.name])) for s in m.inputs)
-    return TF_PREDICT, wire._field(1, spec) + protos, {}
+            return TS_PREDICTIONS, _ts_request(m.name, raw), {}
+        return TS_PREDICTIONS, _ts_request(m.name, {"body": columns}), {}
+    request = tf_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = m.name, "serving_default"
+    for spec in m.inputs:
+        tensor = request.inputs[spec.name]
+        tensor.dtype = TF_DTYPES[spec.datatype]
+        tensor.tensor_shape.dim.extend(tf_pb2.TensorShapeProto.Dim(size=int(d)) for d in x[spec.name].shape)
+        tensor.tensor_content = _le_bytes(x[spec.name])
+    return TF_PREDICT, bytes(request.SerializeToString()), {}
 
 
 def parser(t: Target, ref: RegisteredReference) -> Callable[[bytes], dict[str, np.ndarray]]:
@@ -156,7 +168,7 @@ def parser(t: Target, ref: RegisteredReference) -> Callable[[bytes], dict[str, n
         if t.protocol == "grpc" and t.framework == "tfserving":
             return _tf_outputs(body)
         if t.protocol == "grpc":
-            body = wire.torchserve_prediction(body)
+            body = bytes(ts_pb2.PredictionResponse.FromString(body).prediction)
         doc = json.loads(body)
         return named(doc, "outputs" if "outputs" in doc else "predictions")
 
@@ -199,55 +211,24 @@ def _v2_grpc_outputs(body: bytes) -> dict[str, np.ndarray]:
     return out
 
 
-def _tensor_proto(datatype: str, array: np.ndarray) -> bytes:
-    dims = b"".join(wire._field(2, wire._field(1, int(d))) for d in array.shape)
-    return wire._field(1, TF_DTYPES[datatype]) + wire._field(2, dims) + wire._field(4, _le_bytes(array))
+def _ts_request(model: str, inputs: dict[str, bytes]) -> bytes:
+    return bytes(ts_pb2.PredictionsRequest(model_name=model, input=inputs).SerializeToString())
 
 
 def _tf_outputs(body: bytes) -> dict[str, np.ndarray]:
     from tritonclient.utils import triton_to_np_dtype
 
     out = {}
-    for num, _, entry in wire.fields(body):
-        if num != 1 or not isinstance(entry, bytes):
-            continue
-        kv = {n: v for n, _, v in wire.fields(entry)}
-        key, proto = kv.get(1, b""), kv.get(2, b"")
-        if not isinstance(key, bytes) or not isinstance(proto, bytes):
-            continue
-        dtype_enum, shape, content, values = 0, [], b"", bytearray()
-        for n, wt, v in wire.fields(proto):
-            if n == 1 and isinstance(v, int):
-                dtype_enum = v
-            elif n == 2 and isinstance(v, bytes):
-                shape = [
-                    int(next((s for k, _, s in wire.fields(d) if k == 1), 0))  # type: ignore[call-overload]
-                    for k, _, d in wire.fields(v)
-                    if k == 2 and isinstance(d, bytes)
-                ]
-            elif n == 4 and isinstance(v, bytes):
-                content = v
-            elif n in TF_VALUE_FIELDS:  # packed typed values; an unpacked single value arrives as its own kind
-                values += v if isinstance(v, bytes) else wire._varint(v) if wt == 0 else b""
-        datatype = TF_TO_V2[dtype_enum]
+    for name, tensor in tf_pb2.PredictResponse.FromString(body).outputs.items():
+        datatype = TF_TO_V2[tensor.dtype]
         dtype = np.dtype(triton_to_np_dtype(datatype)).newbyteorder("<")
-        if content:
-            flat = np.frombuffer(content, dtype=dtype)
-        elif datatype == "FP32":
-            flat = np.frombuffer(bytes(values), dtype="<f4")
-        else:  # varints: int_val, int64_val (two's complement), bool_val, half_val (the bits as uint16)
-            ints = _varints(bytes(values))
-            flat = np.array(ints, dtype=np.uint16).view(np.float16) if datatype == "FP16" else np.array(ints)
-            flat = flat.astype(np.uint64).astype(np.int64) if datatype == "INT64" else flat.astype(dtype)
+        shape = [int(d.size) for d in tensor.tensor_shape.dim]
+        if tensor.tensor_content:
+            flat = np.frombuffer(tensor.tensor_content, dtype=dtype)
+        else:
+            values = list(getattr(tensor, TF_VALUE_FIELDS[datatype]))
+            flat = np.array(values, dtype=np.uint16).view(np.float16) if datatype == "FP16" else np.array(values, dtype)
         if flat.size == 1 and int(np.prod(shape)) > 1:  # TF's shorthand: one value fills the tensor
             flat = np.full(int(np.prod(shape)), flat[0], dtype=flat.dtype)
-        out[key.decode()] = flat.reshape(shape)
+        out[name] = flat.reshape(shape)
     return out
-
-
-def _varints(buf: bytes) -> list[int]:
-    values, i = [], 0
-    while i < len(buf):
-        value, i = wire._read_varint(buf, i)
-        values.append(value)
-    return values
