@@ -16,6 +16,7 @@ from gevent.pool import Group
 
 from loadtest.recorder import Recorder
 from loadtest.schedule import pace
+from loadtest.timer import precise_waiter
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,14 @@ def run_open_loop(
         rec.record(scheduled, sent, r.done or time.perf_counter(), r.outcome, r.timings)
 
     t0 = time.perf_counter() if start is None else start
-    for tick in pace(iter(offsets), t0, gevent.sleep):
+    waiter = precise_waiter()  # on time without spinning where the platform allows (loadtest/timer.py)
+    for tick in pace(iter(offsets), t0, gevent.sleep, wait_until=waiter):
         if len(group) >= max_in_flight:
             rec.count("dropped")
             continue
         group.spawn(one, tick.scheduled)
+    if waiter is not None:
+        waiter.close()
     if not group.join(timeout=drain_s):
         stuck = len(group)
         group.kill(block=True, timeout=1.0)
