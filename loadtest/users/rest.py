@@ -7,15 +7,13 @@ from typing import Any
 
 from locust import User, task
 
+from contract import tskeys
 from loadtest.drive import Outcome, Result
 from loadtest.targets import bearer_for
 from loadtest.users.base import Driver
 from loadtest.users.codecs import Call, parse_server_timing
 from loadtest.users.coordination import coordinator
 from loadtest.users.http import HTTPError, KeepAliveClient, request_bytes
-
-# TorchServe 0.12 answers an expired or wrong key with 400 InvalidKeyException (not 401).
-STALE_KEY_MARKER = b"InvalidKeyException"
 
 
 class RestUser(User):
@@ -60,7 +58,7 @@ class RestUser(User):
         else:
             done = time.perf_counter()  # the body has been read; what follows is the generator's own work
             size = len(resp.body)
-            if self.token and (resp.status == 401 or (resp.status == 400 and STALE_KEY_MARKER in resp.body)):
+            if self.token and tskeys.rejected(resp.status, resp.body):
                 self.token, self._requests = self._token(), {}  # TorchServe tokens expire; use the fresh one
             if resp.status != 200:
                 error, outcome, timings = f"HTTP {resp.status}", "errors", None
