@@ -16,6 +16,8 @@ import gevent
 from gevent import socket
 from gevent.queue import LifoQueue
 
+from loadtest.spec import DEFAULT_TIMEOUT_S
+
 
 class HTTPError(Exception):
     """The exchange failed below HTTP (connection refused or closed, malformed answer, deadline)."""
@@ -54,7 +56,7 @@ class KeepAliveClient:
     FastHttpUser did); its latency still counts from the scheduled time.
     """
 
-    def __init__(self, host: str, port: int, timeout_s: float = 10.0, max_connections: int = 512) -> None:
+    def __init__(self, host: str, port: int, timeout_s: float = DEFAULT_TIMEOUT_S, max_connections: int = 512) -> None:
         self.address = (host, port)
         self.timeout_s = timeout_s
         self.max_connections = max_connections
