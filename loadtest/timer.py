@@ -21,6 +21,7 @@ from typing import ClassVar
 
 CLOCK_MONOTONIC = 1
 TFD_TIMER_ABSTIME = 1
+MAXPRI = 2  # libev's EV_MAXPRI
 
 
 class _Timespec(ctypes.Structure):
@@ -46,6 +47,8 @@ class TimerfdWait:
         self._spec_ref = ctypes.byref(self._spec)
         self._hub = get_hub()
         self._watcher = self._hub.loop.io(self.fd, 1)  # readable when the timer expires
+        # Invoked before the answers that arrived in the same loop iteration, so a send is not held up by them.
+        self._watcher.priority = MAXPRI
 
     def __call__(self, due: float) -> None:
         sec = int(due)
