@@ -31,6 +31,8 @@ class Driver:
         self.calls: list[Call] = build_calls(cfg.target, ref, cfg.batch)  # built before the clock starts
         self.rec = Recorder(cfg.target.id, time.time(), cfg.warmup_s, cfg.window_s)
         self._next = 0
+        self.precise_pacer = True
+        """False: the spin pacer (the gRPC user's choice, see loadtest/users/grpc_user.py)."""
         self._verdicts: dict[tuple[int, bytes], str] = {}
         self._memo_bytes = 0
 
@@ -82,7 +84,8 @@ class Driver:
         gc.freeze()
         gc.disable()
         try:
-            run_open_loop(send, sched.offsets(duration_s=total), self.rec, start=start, drain_s=cfg.timeout_s)
+            offsets = sched.offsets(duration_s=total)
+            run_open_loop(send, offsets, self.rec, start=start, drain_s=cfg.timeout_s, precise=self.precise_pacer)
         finally:
             gc.enable()
             gc.unfreeze()
