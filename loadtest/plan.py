@@ -48,7 +48,7 @@ class Plan:
     """Fixed open-loop rates by path ('direct'/'gateway'); None: search each target."""
     concurrency: list[int] = field(default_factory=list)
     """Closed-loop sweep instead of open loop (comparison with perf_analyzer-style tools)."""
-    max_points: int = 7
+    max_points: int = 9
     schedule: str = "poisson"
     batch: int = 1
     seed: int = 1

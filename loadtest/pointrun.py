@@ -39,7 +39,7 @@ class Harness:
     run_dir: Path = Path("run")
     timeout_s: float = DEFAULT_TIMEOUT_S
     processes: int = 1
-    priority: str = "nice"
+    priority: str = "auto"
 
     def spec(self, t: Target, load: dict[str, Any], criteria: Criteria, out: Path) -> PointSpec:
         """The PointSpec of one point (`load` as summary.json keeps it, measured as long as `criteria` want)."""
@@ -125,19 +125,32 @@ def platform_health(
     }
 
 
-PRIORITIES = ("nice", "fifo", "normal")
-"""How the generator is scheduled: `nice` (default) nice -5; `fifo` SCHED_FIFO 1 where permitted; `normal`."""
+PRIORITIES = ("auto", "nice", "fifo", "normal")
+"""How the generator is scheduled: `auto` (default) `fifo` for REST targets and `nice` for gRPC ones; `nice`
+nice -5; `fifo` SCHED_FIFO 1 where permitted; `normal`."""
+
+
+def priority_for(t: Target, how: str) -> str:
+    """`how`, with `auto` resolved: SCHED_FIFO only where the pacer sleeps between sends (REST, the timerfd pacer).
+
+    A real-time generator that spins takes its CPU from the servers all the time (the gRPC user's pacer spins,
+    loadtest/users/grpc_user.py); one that sleeps takes only the CPU its sends need, and wakes on time: measured
+    on the reference VM, TorchServe REST direct at 3,200 req/s had 6.0 % of its sends late under the sleeping
+    pacer at nice -5, and 0.2 % at SCHED_FIFO (docs/benchmark-results.md)."""
+    if how != "auto":
+        return how
+    return "fifo" if t.protocol == "rest" else "nice"
 
 
 def prioritise(pid: int, how: str = "nice") -> str:
     """Give the Locust process (and the workers it forks) the CPU on time, as far as `how` asks and this user may.
 
-    nice -5 (the default) weighs the generator about 3x a normal process in the kernel's fair scheduler, so it
-    wakes close to schedule without taking the CPU from the servers it measures. SCHED_FIFO wakes it within
-    microseconds, but a real-time generator pre-empts the servers on its CPU at every send: measured on the
-    reference VM (2 vCPUs), TorchServe answered 10 % of 1,600 req/s with 503 and a 258 ms p99 under a SCHED_FIFO
-    generator, and 0 errors with an 11 ms p99 under a normal one, while hey alone sustained 3,200 req/s. Lateness
-    is measured and judged either way. Returns what was applied.
+    nice -5 weighs the generator about 3x a normal process in the kernel's fair scheduler, so it wakes close to
+    schedule without taking the CPU from the servers it measures. SCHED_FIFO wakes it within microseconds, but a
+    real-time generator pre-empts the servers on its CPU whenever it runs: with the spinning pacer of the time,
+    TorchServe answered 10 % of 1,600 req/s with 503 and a 258 ms p99 under a SCHED_FIFO generator, and 0 errors
+    with an 11 ms p99 under a normal one (see `priority_for` for when it pays). Lateness is measured and judged
+    either way. Returns what was applied.
     """
     if how == "fifo":
         try:
@@ -184,7 +197,7 @@ def run_point(
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
             try:
                 # Long before Locust forks any worker, which inherit both.
-                pinned, priority = pin(proc.pid, cpus), prioritise(proc.pid, harness.priority)
+                pinned, priority = pin(proc.pid, cpus), prioritise(proc.pid, priority_for(t, harness.priority))
                 mon, t0 = GeneratorMonitor(proc.pid), time.perf_counter()
                 next_sample = t0
                 while proc.poll() is None and time.perf_counter() - t0 < cap:

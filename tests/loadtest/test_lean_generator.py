@@ -180,3 +180,12 @@ def test_a_point_spec_survives_the_locust_command_line() -> None:
         DEFAULT.min_duration_s,
     )
     assert defaults.key_file == Path("run/torchserve/key_file.json")
+
+
+def test_auto_priority_is_real_time_only_where_the_pacer_sleeps() -> None:
+    from loadtest.pointrun import priority_for
+
+    assert priority_for(parse_target("torchserve-rest-direct:digits"), "auto") == "fifo"
+    assert priority_for(parse_target("tfserving-rest-gateway:digits"), "auto") == "fifo"
+    assert priority_for(parse_target("torchserve-grpc-direct:digits"), "auto") == "nice"  # its pacer spins
+    assert priority_for(parse_target("torchserve-grpc-direct:digits"), "fifo") == "fifo"  # asked for explicitly
