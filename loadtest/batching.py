@@ -24,10 +24,11 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 from rich.progress import Progress
 
-from loadtest.bench import scraper_for
+from loadtest.plan import scraper_for
+from loadtest.pointrun import Harness, console, run_point
 from loadtest.search import passes
+from loadtest.spec import DEFAULT_TIMEOUT_S
 from loadtest.stack import from_state
-from loadtest.sweep import console, run_point
 from loadtest.validity import DEFAULT, QUICK
 
 
@@ -108,8 +109,9 @@ def launch_options(cfg: Config, work: Path, artifacts: Path) -> dict[str, dict[s
 
 def measure(
     cfg: Config, args: argparse.Namespace, out: Path, progress: Progress
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """Start the server on `cfg`, run the rates, stop it; returns (batching entry, points)."""
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]], str]:
+    """Start the server on `cfg`, run the rates, stop it; returns (batching entry, points, what served the TF
+    side: 'real' or 'standin')."""
     from supervisor import Ports, Stack
 
     work = Path(tempfile.mkdtemp(prefix="ltb-"))  # short: TorchServe's socket paths are length-capped
@@ -119,20 +121,19 @@ def measure(
         with console.status(f"{cfg.name}: starting {cfg.framework}"):
             stack.up([cfg.framework], timeout=300, options=launch_options(cfg, work, args.artifacts))
         info = from_state(work / "run" / "state.json")
-        args.tf_side = info.tf_side  # the run block says what served the TF side, never assumes it
-        args.run_dir = info.run_dir
+        harness = Harness(args.artifacts, info.run_dir, args.timeout)
         t = info.target(cfg.framework, args.protocol, "direct", args.model)
         crit = QUICK if args.quick else DEFAULT
         for rate in args.rates:
             load = {"mode": "open", "schedule": "poisson", "rate_rps": rate, "batch": 1, "seed": 1}
-            p = run_point(t, load, crit, out, args, progress, scraper_for(info, t), tag=cfg.name, slo_ms=args.slo)
+            p = run_point(t, load, crit, out, harness, progress, scraper_for(info, t), tag=cfg.name, slo_ms=args.slo)
             if p is not None:
                 p["load"]["config"] = cfg.name
                 points.append(p)
     finally:
         stack.down()
         shutil.rmtree(work, ignore_errors=True)
-    return entry(cfg, args.model, points), points
+    return entry(cfg, args.model, points), points, info.tf_side
 
 
 def entry(cfg: Config, model: str, points: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -156,28 +157,30 @@ def entry(cfg: Config, model: str, points: list[dict[str, Any]]) -> dict[str, An
     }
 
 
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every configuration in turn; returns the `batching[]` entries (points are written per config)."""
+def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """Every configuration in turn; returns the `batching[]` entries, every point, and what served the TF side."""
     out = args.out
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    entries = []
+    entries, points = [], []
+    tf_side = "standin"
     configs = QUICK_CONFIGS if args.quick else CONFIGS
     with Progress(console=console, transient=False) as progress:
         for cfg in configs:
-            e, points = measure(cfg, args, out, progress)
-            args.points.extend(points)
+            e, mine, side = measure(cfg, args, out, progress)
+            points.extend(mine)
+            tf_side = side  # the run block says what served the TF side, never assumes it
             if e is not None:
                 entries.append(e)
                 verdict = "" if e["valid"] else f" [red]INVALID[/red] ({'; '.join(e['reasons'])})"
                 console.print(f"{cfg.name}: {e['throughput_rps']:.0f} req/s, p99 {e['p99_ms']:.1f} ms{verdict}")
-    return entries
+    return entries, points, tf_side
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: writes summary.json + report with `batching[]` and every point."""
-    from loadtest import environment
     from loadtest.report import write_report
     from loadtest.report.schema import SCHEMA_VERSION
+    from loadtest.runblock import run_block
 
     ap = argparse.ArgumentParser(prog="python -m loadtest.batching", description=__doc__)
     ap.add_argument("--model", default="digits")
@@ -187,31 +190,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     args = ap.parse_args(argv)
     args.rates = [float(r) for r in (args.rates or ("40,120" if args.quick else "50,100,200")).split(",")]
-    args.processes, args.points = 1, []
     started = datetime.now(UTC)
     args.out = args.out or Path("results") / (started.strftime("%Y%m%d-%H%M%S") + "-batching")
-    entries = run(args)
-    crit = QUICK if args.quick else DEFAULT
+    entries, points, tf_side = run(args)
     summary = {
         "schema_version": SCHEMA_VERSION,
-        "points": args.points,
+        "points": points,
         "batching": entries,
-        "run": {
-            "id": args.out.name,
-            "started_at": started.isoformat(timespec="seconds"),
-            "mode": "quick" if args.quick else "default",
-            "stack": "native",
-            "command": "python -m loadtest.batching " + " ".join(argv or []),
-            "host": {"cpus": environment.describe(None)["cpu"]["count"]},
-            "criteria": crit.as_dict(),
-            "slo_p99_ms": args.slo,
-            "tfserving_stand_in": getattr(args, "tf_side", "standin") != "real",
-            "notes": ["Batching sweep: each point's server ran the configuration named in its load.config."],
-            "environment": environment.describe(None),
-        },
+        "run": run_block(
+            args.out.name,
+            started,
+            mode="quick" if args.quick else "default",
+            command="python -m loadtest.batching " + " ".join(argv or []),
+            criteria=QUICK if args.quick else DEFAULT,
+            slo_ms_by_model={args.model: args.slo},
+            stack=None,
+            stand_in=tf_side != "real",
+            notes=["Batching sweep: each point's server ran the configuration named in its load.config."],
+        ),
     }
     paths = write_report(summary, args.out)
     console.print(f"{len(entries)} configurations -> {paths['html']}")

@@ -16,6 +16,7 @@ from gevent.pool import Group
 
 from loadtest.recorder import Recorder
 from loadtest.schedule import pace
+from loadtest.timer import precise_waiter
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,14 @@ def run_open_loop(
     start: float | None = None,
     max_in_flight: int = 2000,
     drain_s: float = 10.0,
+    precise: bool = True,
 ) -> None:
     """Send at `start + offset` for each offset, each in its own greenlet so a slow answer never delays
     the next send; latency is recorded from the scheduled time and from the actual send.
 
     Past `max_in_flight` outstanding requests a send is dropped and counted (the point becomes INVALID);
     requests still outstanding `drain_s` after the last send are killed and counted as errors.
+    `precise`: wait for each send on a timerfd (loadtest/timer.py) where there is one; False: the spin pacer.
     """
     group = Group()
 
@@ -63,11 +66,14 @@ def run_open_loop(
         rec.record(scheduled, sent, r.done or time.perf_counter(), r.outcome, r.timings)
 
     t0 = time.perf_counter() if start is None else start
-    for tick in pace(iter(offsets), t0, gevent.sleep):
+    waiter = precise_waiter() if precise else None  # on time without spinning (loadtest/timer.py)
+    for tick in pace(iter(offsets), t0, gevent.sleep, wait_until=waiter):
         if len(group) >= max_in_flight:
             rec.count("dropped")
             continue
         group.spawn(one, tick.scheduled)
+    if waiter is not None:
+        waiter.close()
     if not group.join(timeout=drain_s):
         stuck = len(group)
         group.kill(block=True, timeout=1.0)

@@ -25,7 +25,7 @@ COUNTERS = ("sent", "ok", "errors", "wrong", "checked", "late", "warmup", "dropp
 compared with the reference; late/dropped count sends; warmup counts requests excluded as warm-up; due counts
 requests by the window they were *scheduled* in (the offered load the stability check compares with)."""
 MAX_LATE_LOG = 100_000
-"""Late sends kept with their times (for platform-stall attribution, loadtest/hiccup.py); more are only counted."""
+"""Late sends kept with their times (for platform-stall attribution, loadtest/stalls.py); more are only counted."""
 
 
 def new_histogram() -> HdrHistogram:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -23,15 +21,17 @@ from typing import Any
 
 from rich.table import Table
 
-from loadtest import coldstart, environment, registered, resources
-from loadtest.bench import DEFAULT_SLO_MS, QUICK_RATES, Plan, floor, run_all
+from loadtest import coldstart, registered, resources
 from loadtest.crosscheck import check_at_capacity
+from loadtest.plan import DEFAULT_SLO_MS, QUICK_RATES, Plan, floor, run_all
+from loadtest.pointrun import PRIORITIES, Harness, console, locust_command
 from loadtest.report import write_report
 from loadtest.report.analysis import best_under_slo, decomposition, slo_for
 from loadtest.report.schema import SCHEMA_VERSION
+from loadtest.runblock import run_block
 from loadtest.search import capacities
+from loadtest.spec import DEFAULT_TIMEOUT_S
 from loadtest.stack import CONTRACT_PORTS, StackInfo, discover
-from loadtest.sweep import PRIORITIES, console, locust_command
 from loadtest.targets import Target, parse_target
 from loadtest.validity import DEFAULT, FULL, QUICK
 
@@ -57,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rates", default="", help="fixed open-loop rates instead of the search, e.g. '25,50'")
     ap.add_argument("--concurrency", default="", help="closed-loop sweep instead, e.g. '1,2,4,8'")
     ap.add_argument("--slo", default="", help="p99 SLO per model in ms (default digits=100,resnet18=1500)")
-    ap.add_argument("--max-points", type=int, default=7, help="rates per target in the rate search")
+    ap.add_argument(
+        "--max-points",
+        type=int,
+        default=9,
+        help="rates per target in the rate search (from 100 req/s, five doublings reach 3,200; the rest bisect)",
+    )
     ap.add_argument(
         "--schedule",
         choices=["poisson", "constant"],
@@ -70,11 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--generator-priority",
         choices=PRIORITIES,
-        default="nice",
-        help="how Locust is scheduled: nice -5 (default), SCHED_FIFO (fifo: on time, but it pre-empts the servers "
-        "on its CPU), or normal",
+        default="auto",
+        help="how Locust is scheduled: auto (default: SCHED_FIFO for REST targets, whose pacer sleeps between sends; "
+        "nice -5 for gRPC, whose pacer spins), nice, fifo, or normal",
     )
-    ap.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
+    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="per-request timeout, seconds")
     ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     ap.add_argument("--out", type=Path, default=None, help="run directory (default results/<timestamp>)")
     ap.add_argument("--floor", type=Path, default=None, help="reuse a floor.json instead of measuring it")
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[red]{err}")
             return 2
         stack = _contract_stack()
-    args.run_dir = stack.run_dir  # TorchServe's key file for direct targets
+    harness = Harness(args.artifacts, stack.run_dir, args.timeout, args.processes, args.generator_priority)
     pinned = [parse_target(s) for s in args.targets.split(",") if "@" in s]
     targets = pinned + (stack.targets(plan.models, plan.patterns) if plan.patterns else [])
     started = datetime.now(UTC)
@@ -154,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                 for r in rates
             ]
             for load in loads:
-                print(shlex.join(locust_command(t, load, plan.criteria, run_dir / "points" / "x.json", args)))
+                spec = harness.spec(t, load, plan.criteria, run_dir / "points" / "x.json")
+                print(shlex.join(locust_command(spec, harness.processes)))
         return 0
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     tf = "real TF Serving" if stack.tf_side == "real" else "the TF Serving STAND-IN"
@@ -172,26 +178,23 @@ def main(argv: list[str] | None = None) -> int:
         zoo = [m for m in plan.models if not registered.is_registered(m, args.artifacts)]
         floor_entries = floor(zoo, args.artifacts, run_dir / "floor.json", args.quick) if zoo else []
     meter = resources.meter_for(stack)
-    points, idle = run_all(targets, plan, stack, run_dir, args, meter)
+    points, idle = run_all(targets, plan, stack, run_dir, harness, meter)
     summary = {
         "schema_version": SCHEMA_VERSION,
         "points": points,
-        "run": {
-            "id": run_dir.name,
-            "started_at": started.isoformat(timespec="seconds"),
-            "mode": mode_of(args),
-            "stack": stack.source,
-            "command": shlex.join(["python", "-m", "loadtest.run", *(argv if argv is not None else sys.argv[1:])]),
-            "host": {"cpus": os.cpu_count() or 0, "platform": platform.platform(), "python": platform.python_version()},
-            "criteria": plan.criteria.as_dict(),
-            "slo_p99_ms": plan.slo(plan.models[0]),
-            "slo_p99_ms_by_model": {m: plan.slo(m) for m in plan.models},
-            "tfserving_stand_in": stack.tf_side != "real",
-            "notes": []
+        "run": run_block(
+            run_dir.name,
+            started,
+            mode=mode_of(args),
+            command=shlex.join(["python", "-m", "loadtest.run", *(argv if argv is not None else sys.argv[1:])]),
+            criteria=plan.criteria,
+            slo_ms_by_model={m: plan.slo(m) for m in plan.models},
+            stack=stack,
+            stand_in=stack.tf_side != "real",
+            notes=[]
             if any(p["target"]["path"] == "gateway" for p in points)
             else ["The gateway was not running: no gateway targets measured."],
-            "environment": environment.describe(stack),
-        },
+        ),
         "floor": floor_entries,
     }
     summary["capacity"] = capacities(points)

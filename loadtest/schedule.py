@@ -85,17 +85,25 @@ def pace(
     sleep: Callable[[float], object],
     clock: Callable[[], float] = time.perf_counter,
     spin_s: float = 0.001,
+    wait_until: Callable[[float], object] | None = None,
 ) -> Iterator[Tick]:
-    """Release each offset at `start + offset`: sleep coarsely, then yield-spin the last `spin_s`.
+    """Release each offset at `start + offset`.
 
-    Event loops round timers up to whole milliseconds, so a plain sleep would make most sends ~1 ms late;
-    the short spin (calling `sleep(0)`, which lets other greenlets run) keeps releases on time.
+    With `wait_until` (loadtest/timer.py: a wake-up at the exact instant, other greenlets running meanwhile)
+    the pacer waits for each due time that is still ahead and never spins. Without it: sleep coarsely, then
+    yield-spin the last `spin_s`, because event loops round timers up to whole milliseconds, so a plain sleep
+    would make most sends ~1 ms late; the spin (calling `sleep(0)`, which lets other greenlets run) keeps
+    releases on time at the price of a busy CPU.
     """
     for i, off in enumerate(offsets):
         due = start + off
-        gap = due - clock() - spin_s
-        if gap > 0:
-            sleep(gap)
-        while clock() < due:
-            sleep(0)
+        if wait_until is not None:
+            if clock() < due:
+                wait_until(due)
+        else:
+            gap = due - clock() - spin_s
+            if gap > 0:
+                sleep(gap)
+            while clock() < due:
+                sleep(0)
         yield Tick(i, due, clock())

@@ -127,7 +127,7 @@ class Evidence:
     late_explained: int = 0
     slo_ms: float | None = None
     """The model's p99 SLO, which scales what counts as drift (None: no SLO, the other bounds alone)."""
-    """Late sends the platform explains (stalls of the generator's CPU, loadtest/hiccup.py): not the generator's."""
+    """Late sends the platform explains (stalls of the generator's CPU, loadtest/stalls.py): not the generator's."""
 
 
 @dataclass

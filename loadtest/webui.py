@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from loadtest.sweep import reachable
+from loadtest.pointrun import reachable
 from loadtest.ui.catalog import CatalogError, environment_for, load
 from loadtest.ui.launch import build_parser, python_command
 

@@ -203,7 +203,7 @@ NOISY_STALL_FRACTION = 0.01
 
 
 def platform_noise(summary: dict[str, Any]) -> dict[str, Any] | None:
-    """How much the machine stalled the generator across the points (loadtest/hiccup.py), or None when no
+    """How much the machine stalled the generator across the points (loadtest/stalls.py), or None when no
     point measured it: median and highest stalled share, median steal, late sends the stalls explained."""
     plats = [p["generator"].get("platform") for p in summary["points"]]
     plats = [x for x in plats if x]

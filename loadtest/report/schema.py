@@ -63,7 +63,7 @@ class Window(_Strict):
 
 
 class Platform(_Strict):
-    """How much the machine itself stalled the generator's CPUs during the point (loadtest/hiccup.py)."""
+    """How much the machine itself stalled the generator's CPUs during the point (loadtest/stalls.py)."""
 
     cpus: list[int] = Field(description="CPUs the generator was pinned to and the stall meters watched")
     meter: str = Field(description="the meters' scheduling, e.g. 'SCHED_FIFO 2'")

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from loadtest.bench import DEFAULT_SLO_MS
-from loadtest.sweep import reachable
+from loadtest.plan import DEFAULT_SLO_MS
+from loadtest.pointrun import reachable
+from loadtest.spec import DEFAULT_RATE, DEFAULT_TIMEOUT_S
 from loadtest.validity import DEFAULT, Criteria
 
 MAX_RATE = 5000.0
@@ -26,7 +27,7 @@ def add_options(parser: Any) -> None:
     """Register the UI's fields; Locust labels each "<Name> (<help>)" under Custom parameters."""
     ui = {"include_in_web_ui": True}
     add = parser.add_argument
-    add("--rate", type=float, default=50.0, help="requests/s offered to EACH ticked target, open loop", **ui)
+    add("--rate", type=float, default=DEFAULT_RATE, help="requests/s offered to EACH ticked target, open loop", **ui)
     add(
         "--loop", choices=["open", "closed"], default="open", help="open: Rate on a schedule; closed: Concurrency", **ui
     )
@@ -36,7 +37,7 @@ def add_options(parser: Any) -> None:
     add("--warmup-seconds", type=float, default=DEFAULT.warmup_s, help="sent, not counted", **ui)
     add("--window-seconds", type=float, default=DEFAULT.window_s, help="for the stability and drift checks", **ui)
     add("--batch", type=int, default=1, help="instances per request", **ui)
-    add("--request-timeout", type=float, default=10.0, help="seconds; a slower answer counts as an error", **ui)
+    add("--request-timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds; slower answers are errors", **ui)
     add("--seed", type=int, default=1, help="of the Poisson schedule", **ui)
     add("--twinserve-results", default="results", help="where UI runs are saved", include_in_web_ui=False)
 

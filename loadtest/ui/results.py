@@ -6,21 +6,19 @@ SLO verdict and the outcome); the summary is validated and rendered by loadtest.
 
 from __future__ import annotations
 
-import os
-import platform
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from loadtest import environment
 from loadtest.point import build_point
+from loadtest.pointrun import point_name
 from loadtest.recorder import Recorder
 from loadtest.report import write_report
 from loadtest.report.analysis import decomposition
 from loadtest.report.schema import SCHEMA_VERSION
+from loadtest.runblock import run_block
 from loadtest.search import capacities
 from loadtest.stats import latency_summary, write_hlogs
-from loadtest.sweep import point_name
 from loadtest.ui.catalog import Catalog
 from loadtest.ui.fields import RunConfig, slo_ms
 
@@ -91,20 +89,17 @@ def write_run(
     summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "points": points,
-        "run": {
-            "id": run_dir.name,
-            "started_at": started.isoformat(timespec="seconds"),
-            "mode": "default",
-            "stack": stack.source,
-            "command": COMMAND,
-            "host": {"cpus": os.cpu_count() or 0, "platform": platform.platform(), "python": platform.python_version()},
-            "criteria": cfg.criteria().as_dict(),
-            "slo_p99_ms": slo_ms(models[0]),
-            "slo_p99_ms_by_model": {m: slo_ms(m) for m in models},
-            "tfserving_stand_in": stack.tf_side != "real",
-            "notes": notes,
-            "environment": environment.describe(stack),
-        },
+        "run": run_block(
+            run_dir.name,
+            started,
+            mode="default",
+            command=COMMAND,
+            criteria=cfg.criteria(),
+            slo_ms_by_model={m: slo_ms(m) for m in models},
+            stack=stack,
+            stand_in=stack.tf_side != "real",
+            notes=notes,
+        ),
         "floor": [],
     }
     summary["capacity"] = capacities(points)

@@ -20,14 +20,14 @@ import gevent
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from contract import tskeys
 from loadtest.drive import Send
 from loadtest.generator import GeneratorMonitor
+from loadtest.spec import PointSpec
 from loadtest.targets import Target
 from loadtest.ui.catalog import Catalog
 from loadtest.ui.fields import RunConfig
 from loadtest.ui.results import write_run
-from loadtest.users.base import Driver, LoadConfig
+from loadtest.users.base import Driver
 
 REPORT = "twinserve_ui_report"
 LEAD_S = 0.5  # the user's calls are prebuilt; half a second lets the first sends start on schedule
@@ -76,7 +76,7 @@ class UISession:
         """A Driver for the target the class is bound to, with this run's settings."""
         t: Target = user_class.target  # type: ignore[attr-defined]  # set by the UI locustfile
         c = self.cfg
-        cfg = LoadConfig(
+        cfg = PointSpec(
             target=t,
             mode=c.mode,
             schedule=c.schedule,
@@ -89,7 +89,7 @@ class UISession:
             batch=c.batch,
             timeout_s=c.timeout_s,
             artifacts=self.catalog.artifacts,
-            key_file=tskeys.key_file_in(self.catalog.stack.run_dir),
+            run_dir=self.catalog.stack.run_dir,
         )
         return Driver(cfg)
 

@@ -1,1 +1,1 @@
-"""Locust users for every target: REST (FastHttpUser) and gRPC (gevent-cooperative grpcio)."""
+"""Locust users for every target: REST (a lean keep-alive client) and gRPC (gevent-cooperative grpcio)."""

@@ -14,14 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
+from contract._generated import twinserve_tfserving_pb2 as tf_pb2
+from contract._generated import twinserve_torchserve_pb2 as ts_pb2
 from loadtest.samples import Reference, load_reference
 from loadtest.targets import Target
-from loadtest.users import wire
 
 TS_PREDICTIONS = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
 TF_PREDICT = "/tensorflow.serving.PredictionService/Predict"
 V2_INFER = "/inference.GRPCInferenceService/ModelInfer"
 JSON_HEADERS = {"Content-Type": "application/json"}
+DT_FLOAT = 1
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,42 @@ def _v2_grpc_request(model: str, x: np.ndarray) -> bytes:
     return bytes(req.SerializeToString())
 
 
+def torchserve_predictions(model: str, inputs: dict[str, bytes], version: str = "") -> bytes:
+    """Serialized TorchServe `PredictionsRequest`."""
+    return bytes(ts_pb2.PredictionsRequest(model_name=model, model_version=version, input=inputs).SerializeToString())
+
+
+def torchserve_prediction(buf: bytes) -> bytes:
+    """The `prediction` bytes of a serialized TorchServe `PredictionResponse`."""
+    return bytes(ts_pb2.PredictionResponse.FromString(buf).prediction)
+
+
+def tfserving_predict(model: str, inputs: dict[str, np.ndarray], signature: str = "serving_default") -> bytes:
+    """Serialized TF Serving `PredictRequest` for the latest version of `model` (float32 `tensor_content`)."""
+    req = tf_pb2.PredictRequest()
+    req.model_spec.name, req.model_spec.signature_name = model, signature
+    for name, array in inputs.items():
+        tensor = req.inputs[name]
+        tensor.dtype = DT_FLOAT
+        tensor.tensor_shape.dim.extend(tf_pb2.TensorShapeProto.Dim(size=int(d)) for d in array.shape)
+        tensor.tensor_content = np.ascontiguousarray(array, "<f4").tobytes()
+    return bytes(req.SerializeToString())
+
+
+def tfserving_outputs(buf: bytes) -> dict[str, np.ndarray]:
+    """The float32 `outputs` of a serialized TF Serving `PredictResponse`, from tensor_content or float_val."""
+    out = {}
+    for name, tensor in tf_pb2.PredictResponse.FromString(buf).outputs.items():
+        if tensor.dtype != DT_FLOAT:
+            raise ValueError(f"expected DT_FLOAT, got dtype {tensor.dtype!r}")
+        shape = [d.size for d in tensor.tensor_shape.dim]
+        flat = np.frombuffer(tensor.tensor_content, "<f4") if tensor.tensor_content else np.asarray(tensor.float_val)
+        if len(flat) == 1 and np.prod(shape) > 1:
+            flat = np.full(int(np.prod(shape)), flat[0])  # TF's repeated-last-value compression
+        out[name] = flat.astype(np.float32).reshape(shape)
+    return out
+
+
 def build_call(t: Target, x: np.ndarray, expected: np.ndarray) -> Call:
     """The request for a batch `x` [b, *input_shape] to target `t`."""
     m = t.model
@@ -67,8 +105,8 @@ def build_call(t: Target, x: np.ndarray, expected: np.ndarray) -> Call:
         return Call(path, body_bytes, expected, dict(JSON_HEADERS))
     if t.framework == "torchserve":
         raw = np.ascontiguousarray(x, "<f4").tobytes()
-        return Call(TS_PREDICTIONS, wire.torchserve_predictions(m, {"input": raw}), expected)
-    return Call(TF_PREDICT, wire.tfserving_predict(m, {"input": x}), expected)
+        return Call(TS_PREDICTIONS, torchserve_predictions(m, {"input": raw}), expected)
+    return Call(TF_PREDICT, tfserving_predict(m, {"input": x}), expected)
 
 
 def build_calls(t: Target, ref: Reference, batch: int = 1, limit: int = 64) -> list[Call]:
@@ -117,8 +155,8 @@ def parse_logits(t: Target, body: bytes) -> np.ndarray:
         raise KeyError("no 'logits' output in ModelInferResponse")
     if t.protocol == "grpc":
         if t.framework == "tfserving":
-            return wire.tfserving_outputs(body)["logits"]
-        body = wire.torchserve_prediction(body)
+            return tfserving_outputs(body)["logits"]
+        body = torchserve_prediction(body)
     doc = json.loads(body)
     if "predictions" in doc:
         return np.asarray([row["logits"] for row in doc["predictions"]], dtype=np.float32)

@@ -19,7 +19,8 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from loadtest.drive import Send
 from loadtest.recorder import Recorder
-from loadtest.users.base import Driver, LoadConfig
+from loadtest.spec import PointSpec
+from loadtest.users.base import Driver
 
 START, SNAPSHOT = "twinserve_start", "twinserve_snapshot"
 LEAD_S = 2.0  # time for every worker to spawn its user before the first scheduled send
@@ -32,7 +33,7 @@ class Coordinator:
 
     def __init__(self, environment: Any):
         self.env = environment
-        self.cfg = LoadConfig.from_options(environment.parsed_options)
+        self.cfg = PointSpec.from_options(environment.parsed_options)
         self.start: dict[str, float] | None = None
         self.snapshots: dict[str, dict[str, Any]] = {}
         self.expected = 1
@@ -58,7 +59,7 @@ class Coordinator:
 
     def _on_test_start(self, **_: Any) -> None:
         # The web UI may have changed the --lt-* fields, and may start several runs: begin afresh each time.
-        self.cfg = LoadConfig.from_options(self.env.parsed_options)
+        self.cfg = PointSpec.from_options(self.env.parsed_options)
         self._driver, self.snapshots, self.written = None, {}, False
         runner = self.env.runner
         if isinstance(runner, WorkerRunner):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from loadtest.batching import Config, tf_batching_file, torchserve_store
-from loadtest.bench import Plan, lowest_rate
+from loadtest.plan import Plan, lowest_rate
 from loadtest.report.analysis import decomposition
 from loadtest.report.schema import Decomposition
 from loadtest.search import Bracket, SearchPlan, bracket_of, search
@@ -124,7 +124,7 @@ def test_a_bracket_bounded_by_the_generator_is_reported_as_the_generators_limit(
         lambda r, a: _point("pass" if r < 400 else "generator", r, late), SearchPlan(start=100, max_points=3)
     )
     assert bracket == Bracket(200.0, 400.0, "generator", late)
-    from loadtest.bench import describe
+    from loadtest.plan import describe
 
     line = describe(bracket, 100.0)
     assert "generator's limit on this machine, not the server's" in line and "400" in line

@@ -1,4 +1,4 @@
-"""Platform stalls (loadtest/hiccup.py): the meter sees a real stop of its process, and only late sends a
+"""Platform stalls (loadtest/stalls.py): the meter sees a real stop of its process, and only late sends a
 stall explains are taken off the generator's account."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.hiccup import Meters, Stalls, attribute, common, overlap
 from loadtest.point import build_point
+from loadtest.pointrun import platform_health
 from loadtest.recorder import Recorder
 from loadtest.report import write_report
 from loadtest.report.analysis import platform_noise
-from loadtest.sweep import platform_health
+from loadtest.stalls import Meters, Stalls, attribute, common, overlap
 from loadtest.validity import DEFAULT, Evidence, judge
 from tests.loadtest.test_report_render import synthetic_summary
 from tests.loadtest.test_validity import GOOD
@@ -64,7 +64,7 @@ def test_the_meter_records_a_real_stop_of_its_cpu(tmp_path: Path) -> None:
     """SIGSTOP is a stall the meter cannot tell from a hypervisor's: it must record one covering it."""
     cpu = sorted(os.sched_getaffinity(0))[-1]
     out = tmp_path / "stalls.json"
-    cmd = [sys.executable, "-m", "loadtest.hiccup", "--cpu", str(cpu), "--max-s", "20", "--out", str(out)]
+    cmd = [sys.executable, "-m", "loadtest.stalls", "--cpu", str(cpu), "--max-s", "20", "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=REPO)
     try:
         # pinned means its loop is about to run: wait for that, not for a guess at a loaded machine's start-up time

@@ -1,4 +1,4 @@
-"""Hand-encoded protobufs are wire-compatible with the official messages; answers are parsed and checked."""
+"""gRPC bodies (generated stubs of contract/) are wire-compatible with the official messages; answers are checked."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tritonclient.grpc import service_pb2
 
 from loadtest.samples import Reference
 from loadtest.targets import Target, expand, parse_target
-from loadtest.users import wire
+from loadtest.users import codecs
 from loadtest.users.codecs import TS_PREDICTIONS, V2_INFER, build_call, build_calls, is_right, parse_logits
 
 RNG = np.random.default_rng(0)
@@ -52,17 +52,17 @@ def _torchserve_messages() -> tuple[Any, Any]:
 def test_torchserve_messages_match_the_proto() -> None:
     request_cls, response_cls = _torchserve_messages()
     raw = X.tobytes()
-    msg = request_cls.FromString(wire.torchserve_predictions("digits", {"input": raw}, version="1"))
+    msg = request_cls.FromString(codecs.torchserve_predictions("digits", {"input": raw}, version="1"))
     assert (msg.model_name, msg.model_version, dict(msg.input)) == ("digits", "1", {"input": raw})
     answer = json.dumps({"outputs": {"logits": LOGITS.tolist()}}).encode()
-    assert wire.torchserve_prediction(response_cls(prediction=answer).SerializeToString()) == answer
+    assert codecs.torchserve_prediction(response_cls(prediction=answer).SerializeToString()) == answer
 
 
 def test_tfserving_messages_match_the_official_stubs() -> None:
     tf = pytest.importorskip("tensorflow")
     from tensorflow_serving.apis import predict_pb2
 
-    req = predict_pb2.PredictRequest.FromString(wire.tfserving_predict("digits", {"input": X}))
+    req = predict_pb2.PredictRequest.FromString(codecs.tfserving_predict("digits", {"input": X}))
     assert req.model_spec.name == "digits" and req.model_spec.signature_name == "serving_default"
     assert np.array_equal(tf.make_ndarray(req.inputs["input"]), X)
     resp = predict_pb2.PredictResponse()
@@ -70,7 +70,7 @@ def test_tfserving_messages_match_the_official_stubs() -> None:
     resp.outputs["probabilities"].dtype = 1
     resp.outputs["probabilities"].tensor_shape.dim.add(size=2)
     resp.outputs["probabilities"].float_val.extend([0.25, 0.75])  # float_val, packed
-    out = wire.tfserving_outputs(resp.SerializeToString())
+    out = codecs.tfserving_outputs(resp.SerializeToString())
     assert np.array_equal(out["logits"], LOGITS)
     assert out["probabilities"].tolist() == [0.25, 0.75]
 

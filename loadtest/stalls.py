@@ -16,7 +16,7 @@ would judge the platform, not the generator. This meter tells the two apart, in 
 Attribution is offered only when the meter really ran pinned at real-time priority (`trusted`); otherwise a
 busy server could delay the meter too, and every late send stays the generator's.
 
-    python -m loadtest.hiccup --cpu 1 --out /tmp/stalls.json --max-s 60     # stops on SIGTERM or after max-s
+    python -m loadtest.stalls --cpu 1 --out /tmp/stalls.json --max-s 60     # stops on SIGTERM or after max-s
 
 Times are `time.perf_counter()` seconds, which on Linux is CLOCK_MONOTONIC: one clock for all processes.
 """
@@ -245,7 +245,7 @@ def measure(
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: measure, then write the stalls as JSON to --out."""
-    ap = argparse.ArgumentParser(prog="python -m loadtest.hiccup", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m loadtest.stalls", description=__doc__.split("\n\n")[0])
     ap.add_argument("--cpu", type=int, required=True, help="the CPU to watch (the meter pins itself to it)")
     ap.add_argument("--priority", type=int, default=2, help="SCHED_FIFO priority; must outrank the generator's")
     ap.add_argument("--max-s", type=float, default=600.0, help="stop after this many seconds at the latest")
@@ -275,7 +275,7 @@ class Meters:
         """Launch the meters (they need a moment to pin themselves; start them before the point)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for cpu in self.cpus:
-            cmd = [sys.executable, "-m", "loadtest.hiccup", "--cpu", str(cpu), "--priority", str(self.priority)]
+            cmd = [sys.executable, "-m", "loadtest.stalls", "--cpu", str(cpu), "--priority", str(self.priority)]
             cmd += ["--max-s", f"{self.max_s:g}", "--out", str(self.path(cpu))]
             self.procs.append((cpu, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
 

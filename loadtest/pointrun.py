@@ -1,8 +1,7 @@
-"""One point of a sweep: the Locust command line, the subprocess, its CPU, the merged result -> a point."""
+"""Run one point: its PointSpec as a Locust command line, the subprocess, its CPU and stalls, the merged result."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -10,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,12 @@ from rich.console import Console
 from rich.progress import Progress
 
 from loadtest.generator import GeneratorMonitor
-from loadtest.hiccup import Meters, Stalls, attribute, common, steal_ticks, ticks_per_s
 from loadtest.point import build_point
 from loadtest.recorder import Recorder
 from loadtest.resources import ResourceMeter
 from loadtest.servermetrics import Scraper
+from loadtest.spec import DEFAULT_TIMEOUT_S, PointSpec
+from loadtest.stalls import Meters, Stalls, attribute, common, steal_ticks, ticks_per_s
 from loadtest.stats import latency_summary, write_hlogs
 from loadtest.targets import Target
 from loadtest.validity import Criteria
@@ -29,40 +30,39 @@ from loadtest.validity import Criteria
 console = Console(stderr=True)
 
 
-def locust_command(t: Target, load: dict[str, Any], c: Criteria, out: Path, args: argparse.Namespace) -> list[str]:
+@dataclass(frozen=True)
+class Harness:
+    """How every point of a run is driven, as its command line chose once: where the samples and the stack's
+    key are, the request timeout, how many Locust processes, and how they are scheduled."""
+
+    artifacts: Path = Path("artifacts")
+    run_dir: Path = Path("run")
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    processes: int = 1
+    priority: str = "auto"
+
+    def spec(self, t: Target, load: dict[str, Any], criteria: Criteria, out: Path) -> PointSpec:
+        """The PointSpec of one point (`load` as summary.json keeps it, measured as long as `criteria` want)."""
+        return PointSpec.of(
+            t, load, criteria, timeout_s=self.timeout_s, artifacts=self.artifacts, run_dir=self.run_dir, out=out
+        )
+
+
+def locust_command(spec: PointSpec, processes: int = 1) -> list[str]:
     """The Locust command line of one point (one user per process; -t is only a safety cap)."""
+    t = spec.target
     user = "GrpcUser" if t.protocol == "grpc" else "RestUser"
-    n = str(args.processes)
-    measured_s = c.measured_s(load.get("rate_rps"))
-    options = {
-        "-t": f"{int(c.warmup_s + measured_s + args.timeout + 30)}s",
-        "-H": t.address if t.protocol == "rest" else "http://grpc",  # Locust wants a URL; gRPC users ignore it
-        "--lt-target": t.spec,
-        "--lt-mode": load["mode"],
-        "--lt-warmup": c.warmup_s,
-        "--lt-duration": measured_s,
-        "--lt-window": c.window_s,
-        "--lt-batch": load["batch"],
-        "--lt-timeout": args.timeout,
-        "--lt-artifacts": args.artifacts,
-        "--lt-run-dir": args.run_dir,
-        "--lt-out": out,
-        # Locust's own statistics beside ours (its 2-digit percentiles: for reference, never the headline)
-        "--csv": out.parent.parent / "csv" / out.stem,
-    }
-    if load["mode"] == "open":
-        options |= {
-            "--lt-rate": load["rate_rps"],
-            "--lt-schedule": load["schedule"],
-            "--lt-seed": load["seed"],
-        }
-    else:
-        options["--lt-concurrency"] = load["concurrency"]
-    if args.processes > 1:
-        options["--processes"] = n
+    n = str(processes)
     cmd = [sys.executable, "-m", "locust", "-f", str(Path(__file__).with_name("locustfile.py")), user]
     cmd += ["--headless", "--only-summary", "--skip-log-setup", "-u", n, "-r", n, "--stop-timeout", "5"]
-    return cmd + [str(x) for kv in options.items() for x in kv]
+    cmd += ["-t", f"{int(spec.warmup_s + spec.duration_s + spec.timeout_s + 30)}s"]
+    cmd += ["-H", t.address if t.protocol == "rest" else "http://grpc"]  # Locust wants a URL; gRPC users ignore it
+    if spec.out is not None:  # Locust's own statistics beside ours (2-digit percentiles: never the headline)
+        cmd += ["--csv", str(spec.out.parent.parent / "csv" / spec.out.stem)]
+    cmd += spec.argv()
+    if processes > 1:
+        cmd += ["--processes", n]
+    return cmd
 
 
 def reachable(t: Target, timeout_s: float = 1.0) -> bool:
@@ -110,7 +110,7 @@ def platform_health(
     """How much the platform stalled the generator's CPUs, and which late sends that explains.
 
     Explanations count only when every meter ran pinned at real-time priority and the generator was pinned
-    to the watched CPUs (loadtest/hiccup.py says why); otherwise every late send stays the generator's.
+    to the watched CPUs (loadtest/stalls.py says why); otherwise every late send stays the generator's.
     """
     trusted = pinned and bool(meters) and len(meters) == len(cpus) and all(m.trusted for m in meters)
     stalls = common(meters)
@@ -125,19 +125,32 @@ def platform_health(
     }
 
 
-PRIORITIES = ("nice", "fifo", "normal")
-"""How the generator is scheduled: `nice` (default) nice -5; `fifo` SCHED_FIFO 1 where permitted; `normal`."""
+PRIORITIES = ("auto", "nice", "fifo", "normal")
+"""How the generator is scheduled: `auto` (default) `fifo` for REST targets and `nice` for gRPC ones; `nice`
+nice -5; `fifo` SCHED_FIFO 1 where permitted; `normal`."""
+
+
+def priority_for(t: Target, how: str) -> str:
+    """`how`, with `auto` resolved: SCHED_FIFO only where the pacer sleeps between sends (REST, the timerfd pacer).
+
+    A real-time generator that spins takes its CPU from the servers all the time (the gRPC user's pacer spins,
+    loadtest/users/grpc_user.py); one that sleeps takes only the CPU its sends need, and wakes on time: measured
+    on the reference VM, TorchServe REST direct at 3,200 req/s had 6.0 % of its sends late under the sleeping
+    pacer at nice -5, and 0.2 % at SCHED_FIFO (docs/benchmark-results.md)."""
+    if how != "auto":
+        return how
+    return "fifo" if t.protocol == "rest" else "nice"
 
 
 def prioritise(pid: int, how: str = "nice") -> str:
     """Give the Locust process (and the workers it forks) the CPU on time, as far as `how` asks and this user may.
 
-    nice -5 (the default) weighs the generator about 3x a normal process in the kernel's fair scheduler, so it
-    wakes close to schedule without taking the CPU from the servers it measures. SCHED_FIFO wakes it within
-    microseconds, but a real-time generator pre-empts the servers on its CPU at every send: measured on the
-    reference VM (2 vCPUs), TorchServe answered 10 % of 1,600 req/s with 503 and a 258 ms p99 under a SCHED_FIFO
-    generator, and 0 errors with an 11 ms p99 under a normal one, while hey alone sustained 3,200 req/s. Lateness
-    is measured and judged either way. Returns what was applied.
+    nice -5 weighs the generator about 3x a normal process in the kernel's fair scheduler, so it wakes close to
+    schedule without taking the CPU from the servers it measures. SCHED_FIFO wakes it within microseconds, but a
+    real-time generator pre-empts the servers on its CPU whenever it runs: with the spinning pacer of the time,
+    TorchServe answered 10 % of 1,600 req/s with 503 and a 258 ms p99 under a SCHED_FIFO generator, and 0 errors
+    with an 11 ms p99 under a normal one (see `priority_for` for when it pays). Lateness is measured and judged
+    either way. Returns what was applied.
     """
     if how == "fifo":
         try:
@@ -157,7 +170,7 @@ def run_point(
     load: dict[str, Any],
     c: Criteria,
     run_dir: Path,
-    args: argparse.Namespace,
+    harness: Harness,
     progress: Progress,
     scraper: Scraper | None = None,
     tag: str = "",
@@ -169,11 +182,12 @@ def run_point(
     judged against that p99 SLO)."""
     name = point_name(t, load, tag)
     out = run_dir / "points" / f"{name}.json"
-    cmd = locust_command(t, load, c, out, args)
-    measured_s = c.measured_s(load.get("rate_rps"))
-    cap = c.warmup_s + measured_s + args.timeout + 60
+    spec = harness.spec(t, load, c, out)
+    cmd = locust_command(spec, harness.processes)
+    measured_s = spec.duration_s
+    cap = c.warmup_s + measured_s + spec.timeout_s + 60
     task = progress.add_task(name, total=c.warmup_s + measured_s)
-    cpus = generator_cpus(args.processes)
+    cpus = generator_cpus(harness.processes)
     meters = Meters(cpus, run_dir / "stalls" / name, METER_RT_PRIORITY, cap + 30)
     (run_dir / "csv").mkdir(parents=True, exist_ok=True)
     meters.start()
@@ -183,8 +197,7 @@ def run_point(
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
             try:
                 # Long before Locust forks any worker, which inherit both.
-                how = getattr(args, "generator_priority", "nice")
-                pinned, priority = pin(proc.pid, cpus), prioritise(proc.pid, how)
+                pinned, priority = pin(proc.pid, cpus), prioritise(proc.pid, priority_for(t, harness.priority))
                 mon, t0 = GeneratorMonitor(proc.pid), time.perf_counter()
                 next_sample = t0
                 while proc.poll() is None and time.perf_counter() - t0 < cap:

@@ -7,7 +7,6 @@ SLO (loadtest/search.py). Server counters are scraped during every point (loadte
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import subprocess
@@ -19,11 +18,11 @@ from typing import Any
 
 from rich.progress import Progress
 
+from loadtest.pointrun import Harness, console, reachable, run_point
 from loadtest.resources import ResourceMeter
 from loadtest.search import BOUNDS, Bracket, SearchPlan, search
 from loadtest.servermetrics import Scraper, metrics_url
 from loadtest.stack import StackInfo
-from loadtest.sweep import console, reachable, run_point
 from loadtest.targets import Target
 from loadtest.validity import Criteria
 
@@ -49,7 +48,7 @@ class Plan:
     """Fixed open-loop rates by path ('direct'/'gateway'); None: search each target."""
     concurrency: list[int] = field(default_factory=list)
     """Closed-loop sweep instead of open loop (comparison with perf_analyzer-style tools)."""
-    max_points: int = 7
+    max_points: int = 9
     schedule: str = "poisson"
     batch: int = 1
     seed: int = 1
@@ -89,7 +88,7 @@ def measure_target(
     plan: Plan,
     stack: StackInfo,
     run_dir: Path,
-    args: argparse.Namespace,
+    harness: Harness,
     progress: Progress,
     meter: ResourceMeter | None = None,
 ) -> list[dict[str, Any]]:
@@ -99,7 +98,7 @@ def measure_target(
     def point(load: dict[str, Any], attempt: int = 0) -> dict[str, Any] | None:
         crit = plan.criteria.longer(attempt)
         tag = f"r{attempt}" if attempt else ""
-        return run_point(t, load, crit, run_dir, args, progress, scraper_for(stack, t), tag, slo, meter)
+        return run_point(t, load, crit, run_dir, harness, progress, scraper_for(stack, t), tag, slo, meter)
 
     if plan.concurrency:
         loads = [{"mode": "closed", "concurrency": n, "batch": plan.batch} for n in plan.concurrency]
@@ -132,7 +131,7 @@ def run_all(
     plan: Plan,
     stack: StackInfo,
     run_dir: Path,
-    args: argparse.Namespace,
+    harness: Harness,
     meter: ResourceMeter | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Measure every reachable target in turn (never two at once: they would share the CPUs). Returns the points
@@ -147,7 +146,7 @@ def run_all(
             if meter is not None and points:
                 time.sleep(IDLE_SETTLE_S)
                 idle.append({name: u.rss_bytes for name, u in meter.sample().items()})
-            points += measure_target(t, plan, stack, run_dir, args, progress, meter)
+            points += measure_target(t, plan, stack, run_dir, harness, progress, meter)
     return points, idle
 
 
