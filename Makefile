@@ -115,8 +115,8 @@ soak: setup $(MANIFEST) ## 10-minute soak through the gateway at half the chaos 
 protos: $(STAMP) ## regenerate contract/_generated from contract/protos (committed; a test checks it is current)
 	$(PY) -m grpc_tools.protoc -I contract/protos --python_out=contract/_generated --pyi_out=contract/_generated contract/protos/*.proto
 
-bench-gateway: $(STAMP) ## gateway overhead and upstream-client benchmark on the native stack (`make up` first)
-	$(PY) scripts/bench_gateway.py --run-dir run --out results/gateway-bench $(BENCH_ARGS)
+bench-gateway: $(STAMP) ## the gateway's added latency beside Envoy's, same upstream and load, judged; per-core ceilings (`make up` first)
+	$(PY) -m loadtest.gatewaybench --run-dir run --out results/gateway-bench $(BENCH_ARGS)
 
 k8s: $(STAMP) ## render Kubernetes manifests (KServe + plain Deployments, gateway HPA, Locust) into build/k8s/ and validate them
 	$(PY) -m deploy.k8s render --out build/k8s $(if $(filter 0 no false,$(GPU)),--cpu) $(K8S_ARGS)

@@ -1,0 +1,179 @@
+"""What the gateway benchmark measures, wired to real processes: the stack in `--run-dir` (TorchServe and the TF
+side), a gateway and an Envoy the benchmark starts itself, and the no-op upstream.
+
+Groups (`--groups`):
+- `anchor`: the TF side's REST predict direct, through Envoy, through the gateway's v1 predict and its v2 REST (TF
+  side over REST); TorchServe's gRPC direct and through the gateway (v2 REST in, TorchServe gRPC out). One rate.
+- `ceiling`: closed loop through Envoy and through the gateway to the no-op upstream: requests per CPU-second.
+- `stacks`, `noop`, `clients`: the earlier groups (TorchServe direct vs the gateway, the gateway in front of the
+  no-op upstream, aiohttp vs httpx), each at a share of its measured capacity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import numpy as np
+
+from contract import gateway_env, tskeys, v2
+from contract.state import load as read_state
+from loadtest.gatewaybench import envoy, noop, procs, senders
+from loadtest.gatewaybench.measure import MAX_IN_FLIGHT, Ceiling, Group, Target
+
+GROUPS = ("anchor", "ceiling", "stacks", "noop", "clients")
+V1_PATH, V2_PATH = "/v1/models/digits:predict", "/v2/models/digits/infer"
+
+
+def _no_key() -> str | None:
+    return None
+
+
+class Plan:
+    """Groups and ceilings to measure, with every process, session and channel they use (closed by `close`)."""
+
+    def __init__(self, args: argparse.Namespace, stack: contextlib.AsyncExitStack) -> None:
+        self.args, self.stack = args, stack
+        self.groups: list[Group] = []
+        self.ceilings: list[Ceiling] = []
+        self.versions: dict[str, str] = {}
+        self.x, self.want = senders.sample(Path(args.artifacts))
+        self.noop_want = np.asarray([noop.LOGITS], np.float32)  # its one fixed answer: checked like any other
+
+    def _process(self, proc: Any) -> Any:
+        self.stack.callback(procs.stop_process, proc)
+        return proc
+
+    def _channel(self, target: str) -> grpc.aio.Channel:
+        channel = grpc.aio.insecure_channel(target)
+        self.stack.push_async_callback(channel.close)
+        return channel
+
+    async def build(self, groups: list[str]) -> Plan:
+        """Start what the chosen groups need and list their targets."""
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=MAX_IN_FLIGHT))
+        self.stack.push_async_callback(self.session.close)
+        upstreams: dict[str, int] = {}
+        if {"anchor", "stacks"} & set(groups):
+            self._stack_gateway()
+            upstreams["tf-rest"] = self.ports.tf_rest
+        if {"ceiling", "noop", "clients"} & set(groups):
+            port = procs.free_port()
+            self.noop_proc = self._process(procs.start_noop(port))
+            self.noop_url, upstreams["noop"] = f"http://127.0.0.1:{port}", port
+        if {"anchor", "ceiling"} & set(groups):
+            proxy = envoy.start(upstreams, self.args.envoy_concurrency)
+            self._process(proxy.proc)
+            self.envoy, self.versions["envoy"] = proxy, proxy.version
+        for name in groups:
+            getattr(self, f"_{name}")()
+        return self
+
+    def _stack_gateway(self) -> None:
+        """A gateway in front of the recorded stack: TF side over REST, TorchServe over gRPC, one worker."""
+        run_dir = Path(self.args.run_dir)
+        current = read_state(run_dir / "state.json")
+        if current is None or not {"torchserve", "tfserving"} <= set(current.services):
+            raise SystemExit(f"no TorchServe and TF side recorded in {run_dir}/state.json: run `make up` first")
+        self.ports, keys = current.ports, tskeys.KeyFile(tskeys.key_file_in(run_dir))
+        self.key = keys.key
+        client_host = "127.0.0.1" if current.host in ("0.0.0.0", "") else current.host
+        settings = gateway_env.for_stack(
+            listen_host="127.0.0.1", client_host=client_host, ports=self.ports, ts_key_file=keys.path
+        )
+        settings["backends"]["tfserving"]["protocol"] = "rest"
+        settings["backends"]["torchserve"]["protocol"] = "grpc"
+        env = gateway_env.to_env(settings) | procs.QUIET_GATEWAY
+        proc, self.gw_url, grpc_port = procs.start_gateway(env)
+        self._process(proc)
+        self.gw_channel = self._channel(f"127.0.0.1:{grpc_port}")
+        self.ts_channel = self._channel(f"127.0.0.1:{self.ports.ts_grpc_inference}")
+        self.gateway_pid = proc.pid
+
+    def _anchor(self) -> None:
+        s, x, want, v1 = self.session, self.x, self.want, senders.v1_body(self.x)
+        tf, gw, body2 = f"http://127.0.0.1:{self.ports.tf_rest}", self.gw_url, v2.infer_json({"input": self.x})
+        targets = [
+            Target("tf-rest-direct", "anchor", senders.v1_rest(s, tf + V1_PATH, v1, want)),
+            Target("envoy->tf-rest", "anchor", senders.v1_rest(s, self.envoy.urls["tf-rest"] + V1_PATH, v1, want)),
+            Target(
+                "gateway-v1->tf-rest", "anchor", senders.v1_rest(s, gw + V1_PATH, v1, want, {"X-Backend": "tfserving"})
+            ),
+            Target("gateway-v2->tf-rest", "anchor", senders.v2_rest(s, gw + V2_PATH, body2, "tfserving", want)),
+            Target("ts-grpc-direct", "anchor", senders.ts_grpc(self.ts_channel, x, self.key, want)),
+            Target("gateway-v2->ts-grpc", "anchor", senders.v2_rest(s, gw + V2_PATH, body2, "torchserve", want)),
+        ]
+        for t in targets[1:4]:
+            t.baseline = "tf-rest-direct"
+        targets[5].baseline = "ts-grpc-direct"
+        self.groups.append(Group("anchor", targets, rate=self.args.rate or self.args.anchor_rate))
+
+    def _noop_gateway(self) -> tuple[str, int, int]:
+        if not hasattr(self, "noop_gateway"):
+            proc, url, grpc_port = procs.start_gateway(procs.noop_gateway_env(self.noop_url))
+            self.noop_gateway = (url, grpc_port, self._process(proc).pid)
+        return self.noop_gateway
+
+    def _ceiling(self) -> None:
+        s, x, body2 = self.session, self.x, v2.infer_json({"input": self.x})
+        url, _, pid = self._noop_gateway()
+        self.ceilings += [
+            Ceiling("noop-direct", senders.ts_rest(s, self.noop_url, x, _no_key, self.noop_want), self.noop_proc.pid),
+            Ceiling(
+                "envoy->noop",
+                senders.ts_rest(s, self.envoy.urls["noop"], x, _no_key, self.noop_want),
+                self.envoy.proc.pid,
+            ),
+            Ceiling("gateway-v2->noop", senders.v2_rest(s, url + V2_PATH, body2, "torchserve", self.noop_want), pid),
+        ]
+
+    def _stacks(self) -> None:
+        s, x, want, body2, gw = self.session, self.x, self.want, v2.infer_json({"input": self.x}), self.gw_url
+        direct = senders.ts_rest(s, f"http://127.0.0.1:{self.ports.ts_inference}", x, self.key, want)
+        targets = [
+            Target("torchserve-rest-direct", "stacks", direct),
+            Target("torchserve-grpc-direct", "stacks", senders.ts_grpc(self.ts_channel, x, self.key, want)),
+            Target("gateway-rest->torchserve", "stacks", senders.v2_rest(s, gw + V2_PATH, body2, "torchserve", want)),
+            Target("gateway-grpc->torchserve", "stacks", senders.v2_grpc(self.gw_channel, x, "torchserve", want)),
+        ]
+        targets[2].baseline = targets[0].name
+        targets[3].baseline = targets[1].name
+        self.groups.append(Group("stacks", targets, rate=self.args.rate, probe=direct))
+
+    def _noop(self) -> None:
+        s, x, body2 = self.session, self.x, v2.infer_json({"input": self.x})
+        url, grpc_port, _ = self._noop_gateway()
+        direct = senders.ts_rest(s, self.noop_url, x, _no_key, self.noop_want)
+        targets = [
+            Target("noop-rest-direct", "noop", direct),
+            Target(
+                "gateway-rest->noop",
+                "noop",
+                senders.v2_rest(s, url + V2_PATH, body2, "torchserve", self.noop_want),
+                "noop-rest-direct",
+            ),
+            Target(
+                "gateway-grpc->noop",
+                "noop",
+                senders.v2_grpc(self._channel(f"127.0.0.1:{grpc_port}"), x, "torchserve", self.noop_want),
+                "noop-rest-direct",
+            ),
+        ]
+        self.groups.append(Group("noop", targets, rate=self.args.rate, probe=direct))
+
+    def _clients(self) -> None:
+        import httpx  # only this group compares clients
+
+        limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
+        client = httpx.AsyncClient(limits=limits, timeout=30)
+        self.stack.push_async_callback(client.aclose)
+        direct = senders.ts_rest(self.session, self.noop_url, self.x, _no_key, self.noop_want)
+        targets = [
+            Target("aiohttp->noop", "clients", direct),
+            Target("httpx->noop", "clients", senders.ts_rest(client, self.noop_url, self.x, _no_key, self.noop_want)),
+        ]
+        self.groups.append(Group("clients", targets, rate=self.args.rate, probe=direct))
