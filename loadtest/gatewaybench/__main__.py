@@ -55,7 +55,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if (outcome := r if isinstance(r, str) else r.outcome) not in ("ok", "unchecked"):
                     raise SystemExit(f"{t.name}: answered {outcome} before the run")
         progress = lambda line: print(line, flush=True)  # noqa: E731
-        points = await measure.rounds(plan.groups, c, args.rounds, args.fraction, args.probe_s, progress)
+
+        def spy(t: measure.Target, r: int) -> contextlib.AbstractContextManager[None]:
+            return measure.profiled(args.py_spy, plan.pid_of(t.name), f"{t.name}-{r}")
+
+        points = await measure.rounds(plan.groups, c, args.rounds, args.fraction, args.probe_s, progress, spy)
         ceilings = []
         for _ in range(args.rounds if plan.ceilings else 0):
             for ceil in plan.ceilings:
@@ -92,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-s", type=float, default=10.0, help="closed-loop capacity probe length")
     parser.add_argument("--ceiling-s", type=float, default=10.0, help="closed-loop seconds per ceiling run")
     parser.add_argument("--ceiling-concurrency", type=int, default=16, help="callers in the ceiling runs")
+    parser.add_argument("--variant", action="append", default=[], help="NAME=DIR[,KEY=VALUE...]: another gateway")
+    parser.add_argument("--py-spy", type=Path, help="profile each proxy's points with py-spy into this directory")
     parser.add_argument("--envoy-concurrency", type=int, default=1, help="Envoy's worker threads")
     args = parser.parse_args(argv)
     result = asyncio.run(run(args))

@@ -3,9 +3,14 @@ and the closed-loop throughput ceiling per core of each proxy against the no-op 
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -14,6 +19,7 @@ from loadtest import adrive
 from loadtest.point import build_point
 from loadtest.recorder import Recorder
 from loadtest.schedule import Schedule
+from loadtest.stats import latency_summary
 from loadtest.validity import Criteria
 
 MAX_IN_FLIGHT = 512
@@ -62,7 +68,7 @@ async def point(target: Target, rate: float, criteria: Criteria, seed: int, slo_
     offsets = Schedule(rate, "poisson", seed).offsets(duration_s=criteria.warmup_s + measured)
     await adrive.run_open_loop(target.send, offsets, rec, start=time.perf_counter(), max_in_flight=MAX_IN_FLIGHT)
     load = {"mode": "open", "rate_rps": round(rate, 3), "schedule": "poisson", "seed": seed}
-    return build_point(
+    p = build_point(
         rec,
         target={"name": target.name, "group": target.group, "baseline": target.baseline or ""},
         load=load,
@@ -71,10 +77,36 @@ async def point(target: Target, rate: float, criteria: Criteria, seed: int, slo_
         criteria=criteria,
         slo_ms=slo_ms,
     )
+    p["server_timing_ms"] = {name: latency_summary(h) for name, h in rec.totals.timings.items()}
+    return p
+
+
+@contextlib.contextmanager
+def profiled(out: Path | None, pid: int | None, name: str, rate_hz: int = 200) -> Iterator[None]:
+    """py-spy (pinned in requirements/dev.txt) records `pid` while the block runs: a flame graph per point."""
+    if out is None or pid is None:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    file = out / (name.replace(">", "").replace("@", "_") + ".txt")
+    argv = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--rate", str(rate_hz)]
+    argv += ["--format", "raw", "--output", str(file), "--nonblocking", "--subprocesses"]
+    spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        spy.wait(60)
 
 
 async def rounds(
-    groups: list[Group], criteria: Criteria, n: int, fraction: float, probe_s: float, progress: Progress
+    groups: list[Group],
+    criteria: Criteria,
+    n: int,
+    fraction: float,
+    probe_s: float,
+    progress: Progress,
+    spy: Callable[[Target, int], contextlib.AbstractContextManager[None]] | None = None,
 ) -> list[dict[str, Any]]:
     """`n` rounds over every group's targets, the order rotated each round so no target always runs first."""
     for g in groups:
@@ -87,7 +119,8 @@ async def rounds(
         for g in groups:
             k = r % len(g.targets)
             for i, t in enumerate(g.targets[k:] + g.targets[:k]):
-                p = await point(t, g.rate, criteria, seed=1000 * r + i, slo_ms=DIGITS_SLO_MS)
+                with spy(t, r) if spy else contextlib.nullcontext():
+                    p = await point(t, g.rate, criteria, seed=1000 * r + i, slo_ms=DIGITS_SLO_MS)
                 p["round"], p["capacity_rps"] = r, g.capacity
                 points.append(p)
                 lat = p["latency_ms"]["from_schedule"]

@@ -29,6 +29,17 @@ GROUPS = ("anchor", "ceiling", "stacks", "noop", "clients")
 V1_PATH, V2_PATH = "/v1/models/digits:predict", "/v2/models/digits/infer"
 
 
+def variants(specs: list[str]) -> list[tuple[str, Path, dict[str, str]]]:
+    """`--variant NAME=DIR[,KEY=VALUE...]`: another gateway, run from DIR's `gateway` package (`.`: this tree)
+    with extra TWINSERVE_* (or other) variables: a lever measured in the same rounds as the gateway itself."""
+    out = []
+    for spec in specs:
+        name, _, rest = spec.partition("=")
+        source, *pairs = rest.split(",")
+        out.append((name, Path(source or ".").resolve(), dict(p.split("=", 1) for p in pairs)))
+    return out
+
+
 def _no_key() -> str | None:
     return None
 
@@ -41,8 +52,15 @@ class Plan:
         self.groups: list[Group] = []
         self.ceilings: list[Ceiling] = []
         self.versions: dict[str, str] = {}
+        self.pids: dict[str, int] = {}
+        """Process of each proxy by name (gateway, envoy, each variant): what a profile of a target attaches to."""
         self.x, self.want = senders.sample(Path(args.artifacts))
         self.noop_want = np.asarray([noop.LOGITS], np.float32)  # its one fixed answer: checked like any other
+
+    def pid_of(self, target: str) -> int | None:
+        """The proxy process a target's requests go through (None: a direct target)."""
+        name, _, variant = target.partition("@")
+        return self.pids.get(variant or name.split("->")[0].split("-")[0])
 
     def _process(self, proc: Any) -> Any:
         self.stack.callback(procs.stop_process, proc)
@@ -69,6 +87,7 @@ class Plan:
             proxy = envoy.start(upstreams, self.args.envoy_concurrency)
             self._process(proxy.proc)
             self.envoy, self.versions["envoy"] = proxy, proxy.version
+            self.pids["envoy"] = proxy.proc.pid
         for name in groups:
             getattr(self, f"_{name}")()
         return self
@@ -90,9 +109,13 @@ class Plan:
         env = gateway_env.to_env(settings) | procs.QUIET_GATEWAY
         proc, self.gw_url, grpc_port = procs.start_gateway(env)
         self._process(proc)
+        self.pids["gateway"] = proc.pid
         self.gw_channel = self._channel(f"127.0.0.1:{grpc_port}")
         self.ts_channel = self._channel(f"127.0.0.1:{self.ports.ts_grpc_inference}")
-        self.gateway_pid = proc.pid
+        self.variants: dict[str, str] = {}
+        for name, source, extra in variants(self.args.variant):
+            vproc, self.variants[name], _ = procs.start_gateway(env | extra, cwd=source)
+            self.pids[name] = self._process(vproc).pid
 
     def _anchor(self) -> None:
         s, x, want, v1 = self.session, self.x, self.want, senders.v1_body(self.x)
@@ -107,8 +130,22 @@ class Plan:
             Target("ts-grpc-direct", "anchor", senders.ts_grpc(self.ts_channel, x, self.key, want)),
             Target("gateway-v2->ts-grpc", "anchor", senders.v2_rest(s, gw + V2_PATH, body2, "torchserve", want)),
         ]
-        for t in targets[1:4]:
-            t.baseline = "tf-rest-direct"
+        for name, url in self.variants.items():  # the same two paths through each variant, in the same rounds
+            targets.append(
+                Target(
+                    f"gateway-v1->tf-rest@{name}",
+                    "anchor",
+                    senders.v1_rest(s, url + V1_PATH, v1, want, {"X-Backend": "tfserving"}),
+                )
+            )
+            targets.append(
+                Target(
+                    f"gateway-v2->tf-rest@{name}", "anchor", senders.v2_rest(s, url + V2_PATH, body2, "tfserving", want)
+                )
+            )
+        for t in targets:
+            if t.name.startswith(("envoy->tf", "gateway-v1->tf", "gateway-v2->tf")):
+                t.baseline = "tf-rest-direct"
         targets[5].baseline = "ts-grpc-direct"
         self.groups.append(Group("anchor", targets, rate=self.args.rate or self.args.anchor_rate))
 

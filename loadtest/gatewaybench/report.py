@@ -47,9 +47,7 @@ def against_envoy(hops: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     if anchor is None:
         return out
-    for name in HELD_TO_GOAL:
-        if name not in hops:
-            continue
+    for name in [h for h in hops if h.split("@")[0] in HELD_TO_GOAL]:
         out[name] = {}
         for label, bound in GOAL.items():
             mine, theirs = hops[name][label], anchor[label]
@@ -100,14 +98,16 @@ def markdown(report: dict[str, Any]) -> str:
                 c["cpu_ms_per_request"],
             ]
             lines.append("| " + " | ".join(_f(v) for v in cells) + " |")
-    head = "| round | group | target | rate req/s | ok | wrong | errors | late | p50 ms | p99 ms | p99.9 ms | verdict |"
-    lines += ["", head, "|" + "---|" * 12]
+    head = "| round | group | target | rate req/s | ok | wrong | errors | late | p50 ms | p99 ms | p99.9 ms "
+    head += "| gateway's own p50 ms (Server-Timing) | verdict |"
+    lines += ["", head, "|" + "---|" * 13]
     for p in report["points"]:
         c, lat = p["counts"], _lat(p)
         verdict = "VALID" if p["valid"] else "INVALID: " + "; ".join(p["reasons"])
         if "outcome" in p:
             verdict += f" ({p['outcome']['result']}: {p['outcome']['why']})"
         cells = [p["round"], p["target"]["group"], p["target"]["name"], p["load"]["rate_rps"], c["ok"], c["wrong"]]
-        cells += [c["errors"], c["late"], lat["p50"], lat["p99"], lat["p99_9"], verdict]
+        own = p.get("server_timing_ms", {}).get("gateway", {}).get("p50")
+        cells += [c["errors"], c["late"], lat["p50"], lat["p99"], lat["p99_9"], own, verdict]
         lines.append("| " + " | ".join(_f(v) for v in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ from contract._generated import twinserve_kserve_pb2 as kserve
 from contract._generated import twinserve_torchserve_pb2 as ts_pb2
 from loadtest.adrive import ASend
 from loadtest.drive import Result
+from loadtest.users.codecs import parse_server_timing
 
 REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-3
@@ -43,19 +44,23 @@ def v1_body(x: np.ndarray) -> bytes:
     return json.dumps({"instances": x.tolist()}).encode()
 
 
-def _judged(got: Any, want: np.ndarray | None, done: float) -> Result:
+def _judged(got: Any, want: np.ndarray | None, done: float, timings: dict[str, float] | None = None) -> Result:
     if want is None:
-        return Result("unchecked", done)
+        return Result("unchecked", done, timings)
     ok = np.allclose(np.asarray(got, np.float32).reshape(want.shape), want, atol=TOLERANCE)
-    return Result("ok" if ok else "wrong", done)
+    return Result("ok" if ok else "wrong", done, timings)
 
 
-async def _post(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]) -> tuple[bytes, float]:
+async def _post(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+) -> tuple[bytes, float, dict[str, float]]:
+    """POST; the answer, when it had fully arrived, and the durations the server reported (`Server-Timing`)."""
     async with session.post(url, data=body, headers=headers) as r:
         raw = await r.read()
         if r.status != 200:
             raise RuntimeError(f"HTTP {r.status}: {raw[:200]!r}")
-    return raw, time.perf_counter()
+        timing = r.headers.get("Server-Timing")
+    return raw, time.perf_counter(), parse_server_timing(timing) if timing else {}
 
 
 def v2_rest(session: aiohttp.ClientSession, url: str, body: bytes, backend: str, want: np.ndarray | None) -> ASend:
@@ -63,9 +68,9 @@ def v2_rest(session: aiohttp.ClientSession, url: str, body: bytes, backend: str,
     headers = {"Content-Type": "application/json", "X-Backend": backend}
 
     async def send() -> Result:
-        raw, done = await _post(session, url, body, headers)
+        raw, done, timings = await _post(session, url, body, headers)
         out = next(o for o in json.loads(raw)["outputs"] if o["name"] == "logits")
-        return _judged(out["data"], want, done)
+        return _judged(out["data"], want, done, timings)
 
     return send
 
@@ -81,10 +86,10 @@ def v1_rest(
     hdrs = {"Content-Type": "application/json", **(headers or {})}
 
     async def send() -> Result:
-        raw, done = await _post(session, url, body, hdrs)
+        raw, done, timings = await _post(session, url, body, hdrs)
         answer = json.loads(raw)
         got = answer["predictions"][0]["logits"] if "predictions" in answer else answer["outputs"]["logits"]
-        return _judged(got, want, done)
+        return _judged(got, want, done, timings)
 
     return send
 
@@ -99,7 +104,7 @@ def ts_rest(session: Any, url: str, x: np.ndarray, key: Key, want: np.ndarray | 
         if token := key():
             headers["Authorization"] = f"Bearer {token}"
         if isinstance(session, aiohttp.ClientSession):
-            raw, done = await _post(session, target, payload, headers)
+            raw, done, _ = await _post(session, target, payload, headers)
         else:
             r = await session.post(target, content=payload, headers=headers)
             if r.status_code != 200:
