@@ -1,4 +1,5 @@
-"""Chaos scenarios shared by tests/reliability (short) and scripts/chaos.py (long): each returns its figures."""
+"""Chaos scenarios shared by tests/reliability (short) and reliability/chaos.py (`make chaos`, long): each returns
+its figures."""
 
 from __future__ import annotations
 

@@ -6,6 +6,10 @@ validity rules of `make bench` (loadtest.validity); and each proxy's throughput 
     python -m loadtest.gatewaybench --run-dir run --out results/gateway-bench            # anchor + ceiling
     python -m loadtest.gatewaybench --run-dir run --out /tmp/gb --criteria quick --rounds 1   # smoke
     python -m loadtest.gatewaybench --groups noop,clients --out /tmp/gb --rate 50 --criteria quick
+    python -m loadtest.gatewaybench --run-dir run --out /tmp/gb --variant orjson=/tmp/exp,PYTHONPATH=/tmp/site
+
+A `--variant` is another gateway (another tree's `gateway` package, extra environment) timed on the anchor's
+gateway paths in the same interleaved rounds: how a lever is measured against the gateway as it is.
 
 The benchmark starts its own gateway (one worker; TF side over REST, TorchServe over gRPC) and its own Envoy
 (`--envoy-concurrency` worker threads, default 1) on free loopback ports, so it runs beside `make up`'s gateway.
