@@ -36,6 +36,8 @@ class Target:
     group: str
     send: adrive.ASend
     baseline: str | None = None
+    pid: int | None = None
+    """The proxy process its requests pass through, whose CPU per request the point reports (None: direct)."""
 
 
 @dataclass
@@ -59,14 +61,26 @@ class Ceiling:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children."""
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        t = p.cpu_times()
+        total += t.user + t.system
+    return total
+
+
 async def point(target: Target, rate: float, criteria: Criteria, seed: int, slo_ms: float) -> dict[str, Any]:
     """One open-loop point at `rate` (Poisson, seeded), sized and judged by `criteria` as `make bench` judges."""
     measured = criteria.measured_s(rate)
     rec = Recorder(target.name, warmup_s=criteria.warmup_s, window_s=criteria.window_s)
     me = psutil.Process()
     me.cpu_percent(None)
+    proxy0 = _cpu_s(target.pid) if target.pid else 0.0
     offsets = Schedule(rate, "poisson", seed).offsets(duration_s=criteria.warmup_s + measured)
     await adrive.run_open_loop(target.send, offsets, rec, start=time.perf_counter(), max_in_flight=MAX_IN_FLIGHT)
+    proxy_s = _cpu_s(target.pid) - proxy0 if target.pid else None
     load = {"mode": "open", "rate_rps": round(rate, 3), "schedule": "poisson", "seed": seed}
     p = build_point(
         rec,
@@ -78,6 +92,8 @@ async def point(target: Target, rate: float, criteria: Criteria, seed: int, slo_
         slo_ms=slo_ms,
     )
     p["server_timing_ms"] = {name: latency_summary(h) for name, h in rec.totals.timings.items()}
+    every = rec.totals.counts["sent"] + rec.totals.counts["warmup"]  # the proxy's CPU covers the warm-up too
+    p["proxy_cpu_ms_per_request"] = round(proxy_s * 1000 / every, 4) if proxy_s is not None and every else None
     return p
 
 
@@ -127,16 +143,6 @@ async def rounds(
                 verdict = "VALID" if p["valid"] else "INVALID: " + "; ".join(p["reasons"])
                 progress(f"  round {r} {t.name}: p50 {lat['p50']} p99 {lat['p99']} ms, {verdict}")
     return points
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its children."""
-    proc = psutil.Process(pid)
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
-        t = p.cpu_times()
-        total += t.user + t.system
-    return total
 
 
 async def ceiling(c: Ceiling, seconds: float, concurrency: int) -> dict[str, Any]:

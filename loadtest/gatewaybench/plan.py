@@ -90,6 +90,9 @@ class Plan:
             self.pids["envoy"] = proxy.proc.pid
         for name in groups:
             getattr(self, f"_{name}")()
+        for g in self.groups:
+            for t in g.targets:
+                t.pid = self.pid_of(t.name)
         return self
 
     def _stack_gateway(self) -> None:

@@ -34,6 +34,12 @@ def added(points: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             hop, direct = _lat(p)[key], _lat(b)[key]
             if hop is not None and direct is not None:
                 row[label].append(hop - direct)
+    cpu: dict[str, list[float]] = {}
+    for p in points:
+        if p.get("proxy_cpu_ms_per_request") is not None:
+            cpu.setdefault(p["target"]["name"], []).append(p["proxy_cpu_ms_per_request"])
+    for name, row in out.items():
+        row["proxy_cpu_ms_per_request"] = round(median(cpu[name]), 4) if name in cpu else None
     for row in out.values():
         for label, _ in PCTS:
             row[f"{label}_rounds"] = [round(v, 3) for v in row[label]]
@@ -67,11 +73,12 @@ def _f(v: Any) -> str:
 def markdown(report: dict[str, Any]) -> str:
     """bench.md: the added-latency table first, then the goal, the ceilings and every point."""
     lines = [
-        "| hop | over | added p50 ms | added p99 ms | added p99.9 ms | rounds | both VALID |",
-        "|---|---|---|---|---|---|---|",
+        "| hop | over | added p50 ms | added p99 ms | added p99.9 ms | proxy CPU ms/req | rounds | both VALID |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, row in report["added_ms"].items():
-        cells = [name, row["baseline"], row["p50"], row["p99"], row["p99.9"], row["rounds"], row["valid"]]
+        cells = [name, row["baseline"], row["p50"], row["p99"], row["p99.9"], row.get("proxy_cpu_ms_per_request")]
+        cells += [row["rounds"], row["valid"]]
         lines.append("| " + " | ".join(_f(c) for c in cells) + " |")
     if report["against_envoy"]:
         lines += [
