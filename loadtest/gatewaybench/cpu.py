@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -38,32 +38,15 @@ import grpc
 import numpy as np
 import psutil
 
-from contract import gateway_env, v2
+from contract import v2
 from contract._generated import twinserve_kserve_pb2 as kserve
-from contract.ports import free_ports
+from contract.ports import Ports, free_ports
 from loadtest.gatewaybench import procs
+from supervisor.layout import Layout
 
 REPO = Path(__file__).resolve().parents[2]
 
 PHASES = ("idle", "rest", "grpc", "mixed", "direct")
-
-
-def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """Poll GET `path` on 127.0.0.1:`port` until it answers 200."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", path)
-            if conn.getresponse().status == 200:
-                conn.close()
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"127.0.0.1:{port}{path} not ready after {timeout} s")
 
 
 def rest_sender(port: int, path: str, body: bytes, content_type: str) -> Callable[[], None]:
@@ -250,7 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--py-spy", type=Path, help="record each phase with py-spy into this directory")
     parser.add_argument("--spy-rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--gateway-log", action="store_true", help="let the gateway's output through")
     parser.add_argument(
         "--source", type=Path, default=REPO, help="tree whose `gateway` package runs (e.g. an export of another commit)"
     )
@@ -261,29 +243,21 @@ def main(argv: list[str] | None = None) -> int:
 
     x = np.zeros((1, 1, 8, 8), np.float32)
     body, raw_body = v2.infer_json({"input": x}), x.astype("<f4").tobytes()
-    up_port, rest_port, grpc_port = free_ports(3)
-    env = {
-        **procs.QUIET_GATEWAY,
-        **procs.noop_gateway_env(f"http://127.0.0.1:{up_port}"),
-        **gateway_env.to_env({"server": {"port": rest_port, "grpc_port": grpc_port}}),
-    }
+    (up_port,) = free_ports(1)
+    env = procs.noop_gateway_env(f"http://127.0.0.1:{up_port}")
     env.update(kv.split("=", 1) for kv in args.env)
-    quiet: dict[str, Any] = {} if args.gateway_log else {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     started: list[subprocess.Popen[bytes]] = []
     channel = None
+    tmp = tempfile.TemporaryDirectory(prefix="gateway-cpu-")
     try:
         up = procs.start_noop(up_port)
         started.append(up)
-        gw = subprocess.Popen(
-            [sys.executable, "-m", "gateway"],
-            cwd=args.source,
-            env={**os.environ, **env},
-            start_new_session=True,
-            **quiet,
-        )
+        layout = Layout(Path(tmp.name), REPO / "artifacts", ports=Ports.ephemeral())  # no fixed port touched
+        gw, gw_url, grpc_port = procs.start_gateway(layout, env, args.source)
         started.append(gw)
-        wait_http(rest_port, "/v2/health/ready", gw)
-        print(f"gateway pid {gw.pid} (from {args.source}), no-op upstream pid {up.pid}", file=sys.stderr, flush=True)
+        rest_port = int(gw_url.rsplit(":", 1)[1])
+        log = f"{tmp.name}/logs/gateway-bench-{rest_port}.log"
+        print(f"gateway pid {gw.pid} (from {args.source}, log {log}), no-op upstream pid {up.pid}", file=sys.stderr)
         gateway, upstream = psutil.Process(gw.pid), psutil.Process(up.pid)
         channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
         grpc.channel_ready_future(channel).result(timeout=30)
@@ -335,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             channel.close()
         for proc in reversed(started):
             procs.stop_process(proc)
+        tmp.cleanup()
     return 0
 
 

@@ -97,7 +97,7 @@ def start(upstreams: dict[str, int], concurrency: int = 1) -> Envoy:
     version = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True, timeout=30).stdout
     argv = [exe, "--config-yaml", json.dumps(bootstrap(routes, ports[-1])), "--concurrency", str(concurrency)]
     argv += ["--disable-hot-restart", "--log-level", "warning"]  # no shared memory: several Envoys may run at once
-    proc = start_process(argv, {}, f"http://127.0.0.1:{ports[-1]}/ready")
+    proc = start_process(argv, f"http://127.0.0.1:{ports[-1]}/ready")
     urls = {name: f"http://127.0.0.1:{listen}" for name, (listen, _) in routes.items()}
     found = re.search(r"version: \S+?/(\d+\.\d+\.\d+)", version)  # "<sha>/1.40.0/Clean/RELEASE/BoringSSL"
     return Envoy(proc, urls, found.group(1) if found else version.strip())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,11 @@ import grpc
 import numpy as np
 
 from contract import gateway_env, tskeys, v2
+from contract.ports import Ports
 from contract.state import load as read_state
 from loadtest.gatewaybench import envoy, noop, procs, senders
 from loadtest.gatewaybench.measure import MAX_IN_FLIGHT, Ceiling, Group, Target
+from supervisor.layout import Layout
 
 GROUPS = ("anchor", "ceiling", "stacks", "noop", "clients")
 V1_PATH, V2_PATH = "/v1/models/digits:predict", "/v2/models/digits/infer"
@@ -103,21 +106,16 @@ class Plan:
             raise SystemExit(f"no TorchServe and TF side recorded in {run_dir}/state.json: run `make up` first")
         self.ports, keys = current.ports, tskeys.KeyFile(tskeys.key_file_in(run_dir))
         self.key = keys.key
-        client_host = "127.0.0.1" if current.host in ("0.0.0.0", "") else current.host
-        settings = gateway_env.for_stack(
-            listen_host="127.0.0.1", client_host=client_host, ports=self.ports, ts_key_file=keys.path
-        )
-        settings["backends"]["tfserving"]["protocol"] = "rest"
-        settings["backends"]["torchserve"]["protocol"] = "grpc"
-        env = gateway_env.to_env(settings) | procs.QUIET_GATEWAY
-        proc, self.gw_url, grpc_port = procs.start_gateway(env)
+        layout = Layout(run_dir, Path(current.artifacts), current.host, current.ports)
+        env = gateway_env.to_env({"backends": {"tfserving": {"protocol": "rest"}, "torchserve": {"protocol": "grpc"}}})
+        proc, self.gw_url, grpc_port = procs.start_gateway(layout, env)
         self._process(proc)
         self.pids["gateway"] = proc.pid
         self.gw_channel = self._channel(f"127.0.0.1:{grpc_port}")
         self.ts_channel = self._channel(f"127.0.0.1:{self.ports.ts_grpc_inference}")
         self.variants: dict[str, str] = {}
         for name, source, extra in variants(self.args.variant):
-            vproc, self.variants[name], _ = procs.start_gateway(env | extra, cwd=source)
+            vproc, self.variants[name], _ = procs.start_gateway(layout, env | extra, source)
             self.pids[name] = self._process(vproc).pid
 
     def _anchor(self) -> None:
@@ -154,7 +152,9 @@ class Plan:
 
     def _noop_gateway(self) -> tuple[str, int, int]:
         if not hasattr(self, "noop_gateway"):
-            proc, url, grpc_port = procs.start_gateway(procs.noop_gateway_env(self.noop_url))
+            tmp = Path(self.stack.enter_context(tempfile.TemporaryDirectory()))
+            layout = Layout(tmp, Path(self.args.artifacts), ports=Ports.ephemeral())  # no fixed port touched
+            proc, url, grpc_port = procs.start_gateway(layout, procs.noop_gateway_env(self.noop_url))
             self.noop_gateway = (url, grpc_port, self._process(proc).pid)
         return self.noop_gateway
 
