@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,9 @@ async def rounds(
             g.capacity = await adrive.run_closed_loop(g.probe, 8, probe_s) / probe_s
             g.rate = g.capacity * fraction
         progress(f"{g.name}: {g.rate:.0f} req/s" + (f" (capacity {g.capacity:.0f} req/s)" if g.capacity else ""))
+    for g in groups:  # one unrecorded point first: the generator's first seconds run late and would skew round 0
+        warm = replace(criteria, warmup_s=0.0, min_duration_s=criteria.window_s, min_requests=1)
+        await point(g.targets[-1], g.rate, warm, seed=999_999, slo_ms=DIGITS_SLO_MS)
     points = []
     for r in range(n):
         for g in groups:
