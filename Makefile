@@ -107,16 +107,16 @@ locust: setup ## Locust web UI on http://127.0.0.1:8089: one user class per targ
 	@$(PY) -m loadtest.webui $(BENCH_ARGS)
 
 chaos: setup $(MANIFEST) ## faults under load through the real gateway (SIGKILL, slow backend, restarts, soak) -> docs/reliability.md
-	$(PY) scripts/chaos.py $(CHAOS_ARGS)
+	$(PY) -m reliability.chaos $(CHAOS_ARGS)
 
 soak: setup $(MANIFEST) ## 10-minute soak through the gateway at half the chaos rate: no errors, RSS growth < 10 %
-	$(PY) scripts/chaos.py soak --minutes 10
+	$(PY) -m reliability.chaos soak --minutes 10
 
 protos: $(STAMP) ## regenerate contract/_generated from contract/protos (committed; a test checks it is current)
 	$(PY) -m grpc_tools.protoc -I contract/protos --python_out=contract/_generated --pyi_out=contract/_generated contract/protos/*.proto
 
-bench-gateway: $(STAMP) ## gateway overhead and upstream-client benchmark on the native stack (`make up` first)
-	$(PY) scripts/bench_gateway.py --run-dir run --out results/gateway-bench $(BENCH_ARGS)
+bench-gateway: $(STAMP) ## the gateway's added latency beside Envoy's, same upstream and load, judged; per-core ceilings (`make up` first)
+	$(PY) -m loadtest.gatewaybench --run-dir run --out results/gateway-bench $(BENCH_ARGS)
 
 k8s: $(STAMP) ## render Kubernetes manifests (KServe + plain Deployments, gateway HPA, Locust) into build/k8s/ and validate them
 	$(PY) -m deploy.k8s render --out build/k8s $(if $(filter 0 no false,$(GPU)),--cpu) $(K8S_ARGS)

@@ -127,7 +127,7 @@ def mount(app: FastAPI) -> None:
     """Register the REST API on `app`; inference first, as plain Starlette routes.
 
     FastAPI's per-request parameter solving and its walk through an included router cost more CPU than the whole
-    inference endpoint (scripts/gateway_cpu.py); these endpoints read their two path parameters themselves.
+    inference endpoint (python -m loadtest.gatewaybench.cpu); these endpoints read their two path parameters themselves.
     """
     for path, endpoint in INFERENCE_ROUTES:
         app.router.add_route(path, endpoint, methods=["POST"], include_in_schema=False)

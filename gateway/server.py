@@ -65,7 +65,7 @@ class HeadWithBody:
     """The transport as one response cycle sees it: the response head is held back and sent with the body.
 
     uvicorn writes a head and its body in two calls: two syscalls, two packets, two wake-ups of the client. On
-    loopback or in a VM each costs about as much as the gateway's Python work per request (scripts/gateway_cpu.py).
+    loopback or in a VM each costs about as much as the gateway's Python work per request (loadtest.gatewaybench.cpu).
     HEAD responses have no body write, so their head goes out at once.
     """
 

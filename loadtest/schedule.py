@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 LATE_THRESHOLD_S = 0.001
@@ -106,4 +106,23 @@ def pace(
                 sleep(gap)
             while clock() < due:
                 sleep(0)
+        yield Tick(i, due, clock())
+
+
+async def apace(
+    offsets: Iterator[float],
+    start: float,
+    clock: Callable[[], float] = time.perf_counter,
+    spin_s: float = 0.001,
+) -> AsyncIterator[Tick]:
+    """`pace` for asyncio harnesses: the same releases, awaiting `asyncio.sleep` where `pace` calls `sleep`."""
+    import asyncio
+
+    for i, off in enumerate(offsets):
+        due = start + off
+        gap = due - clock() - spin_s
+        if gap > 0:
+            await asyncio.sleep(gap)
+        while clock() < due:
+            await asyncio.sleep(0)
         yield Tick(i, due, clock())

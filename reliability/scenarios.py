@@ -1,4 +1,5 @@
-"""Chaos scenarios shared by tests/reliability (short) and scripts/chaos.py (long): each returns its figures."""
+"""Chaos scenarios shared by tests/reliability (short) and reliability/chaos.py (`make chaos`, long): each returns
+its figures."""
 
 from __future__ import annotations
 
@@ -346,10 +347,13 @@ class SoakFigures:
     rss_end_mb: float
     rss_growth: float
     late_sends: int
+    validity: dict[str, Any]
+    """The soak as one `make bench` point (loadtest.validity): valid, reasons, outcome against digits' SLO."""
 
 
 def soak(stack: Stack, rate: float, duration_s: float, warmup_s: float = 10.0) -> SoakFigures:
-    """Constant-rate load (failover route) for `duration_s`; RSS after `warmup_s` vs at the end."""
+    """Constant-rate load (failover route) for `duration_s`; RSS after `warmup_s` vs at the end; latencies and the
+    validity verdict leave the warm-up out."""
     env = _route_env(policy="failover", backend="torchserve", timeout_s=3)
     rss: dict[str, int] = {}
     with procs.GatewayProcess(stack, env) as gw:
@@ -362,7 +366,8 @@ def soak(stack: Stack, rate: float, duration_s: float, warmup_s: float = 10.0) -
 
             threading.Thread(target=at_warmup, daemon=True).start()
 
-        result = load.run(url, load.digits_body(), rate, duration_s, 5.0, on_start=sample_rss)
+        body, check = load.checked_digits(stack.layout.artifacts)
+        result = load.run(url, body, rate, duration_s, 5.0, on_start=sample_rss, warmup_s=warmup_s, check=check)
         rss["end"] = gw.rss_bytes()
     return SoakFigures(
         rate=rate,
@@ -378,6 +383,7 @@ def soak(stack: Stack, rate: float, duration_s: float, warmup_s: float = 10.0) -
         rss_end_mb=round(rss["end"] / 2**20, 1),
         rss_growth=round(rss["end"] / rss["warm"] - 1, 4),
         late_sends=result.late_sends,
+        validity=result.judged(),
     )
 
 

@@ -1,6 +1,6 @@
 """Faults under open-loop load through a real `python -m gateway`: SIGKILL each stack, a slow/resetting
 backend behind our fault proxy, restarts with pooled connections, and a 1-minute soak. The longer runs
-with the figures for docs/reliability.md are `make chaos` (scripts/chaos.py)."""
+with the figures for docs/reliability.md are `make chaos` (reliability/chaos.py)."""
 
 from __future__ import annotations
 

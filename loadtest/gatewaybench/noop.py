@@ -4,7 +4,7 @@
 input row (raw float32 bodies: rows = bytes / (4 * 64) for digits); `POST /v1/models/<m>[...]:predict` -> the same
 `outputs`; `GET /ping` -> Healthy. The answer is fixed, so the gateway's cost is all that is measured.
 
-    python scripts/bench_noop_upstream.py --port 18080
+    python -m loadtest.gatewaybench.noop --port 18080
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def answer(rows: int) -> bytes:
 
 
 async def predictions(request: web.Request) -> web.Response:
+    """One fixed answer with as many rows as the request has."""
     body = await request.read()
     if request.content_type == "application/octet-stream":
         rows = max(1, len(body) // (4 * ROW_FLOATS))
@@ -35,11 +36,12 @@ async def predictions(request: web.Request) -> web.Response:
 
 
 async def ping(request: web.Request) -> web.Response:
+    """TorchServe's health answer."""
     return web.json_response({"status": "Healthy"})
 
 
 def make_app() -> web.Application:
-    """The aiohttp app (also used in-process by scripts/bench_gateway.py)."""
+    """The aiohttp app."""
     app = web.Application()
     app.router.add_post("/predictions/{model}", predictions)
     app.router.add_post("/predictions/{model}/{version}", predictions)

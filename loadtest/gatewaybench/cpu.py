@@ -1,8 +1,8 @@
 """Gateway CPU cost per request: one gateway worker in front of the no-op upstream, CPU read with psutil.
 
-Starts scripts/bench_noop_upstream.py and `python -m gateway` (one worker, REST and gRPC on free loopback ports,
-wired like scripts/bench_gateway.py's noop group), then measures the gateway process's CPU time (user + system,
-all threads) over phases run from this separate process:
+Starts the no-op upstream (loadtest.gatewaybench.noop) and `python -m gateway` (one worker, REST and gRPC on free
+loopback ports, wired like the gateway benchmark's noop group), then measures the gateway process's CPU time
+(user + system, all threads) over phases run from this separate process:
 
     idle   nothing sent for --idle-s seconds (a busy-polling thread shows here)
     rest   --requests v2 JSON infers (POST /v2/models/digits/infer, digits 1x1x8x8) while gRPC ingress is idle
@@ -14,8 +14,8 @@ Reports CPU ms per request, achieved requests/s and client-side latency (p50/p99
 the REST p50 through the gateway minus the p50 straight to the upstream. With --py-spy DIR, each phase is also
 recorded with py-spy (speedscope files, one per phase). Keep the request counts to a few thousand on a shared box.
 
-    python scripts/gateway_cpu.py --requests 3000 --concurrency 1
-    python scripts/gateway_cpu.py --phases idle,rest --py-spy /tmp/spy --env GRPC_POLL_STRATEGY=poll
+    python -m loadtest.gatewaybench.cpu --requests 3000 --concurrency 1
+    python -m loadtest.gatewaybench.cpu --phases idle,rest --py-spy /tmp/spy --env GRPC_POLL_STRATEGY=poll
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -38,35 +38,15 @@ import grpc
 import numpy as np
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from contract._generated import twinserve_kserve_pb2 as kserve  # noqa: E402
-from scripts.bench_gateway import free_port, model_infer_request, stop_process  # noqa: E402
+from contract import v2
+from contract._generated import twinserve_kserve_pb2 as kserve
+from contract.ports import Ports, free_ports
+from loadtest.gatewaybench import procs
+from supervisor.layout import Layout
+
+REPO = Path(__file__).resolve().parents[2]
 
 PHASES = ("idle", "rest", "grpc", "mixed", "direct")
-
-
-def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """Poll GET `path` on 127.0.0.1:`port` until it answers 200."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", path)
-            if conn.getresponse().status == 200:
-                conn.close()
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"127.0.0.1:{port}{path} not ready after {timeout} s")
-
-
-def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A helper process in its own session (stopped as a group)."""
-    return subprocess.Popen(argv, cwd=REPO, env={**os.environ, **env}, start_new_session=True)
 
 
 def rest_sender(port: int, path: str, body: bytes, content_type: str) -> Callable[[], None]:
@@ -91,7 +71,7 @@ def grpc_sender(channel: grpc.Channel, x: np.ndarray) -> Callable[[], None]:
         request_serializer=kserve.ModelInferRequest.SerializeToString,
         response_deserializer=kserve.ModelInferResponse.FromString,
     )
-    request = model_infer_request(x)
+    request = v2.model_infer_request("digits", {"input": x})
 
     def send() -> None:
         reply = call(request, timeout=30)
@@ -253,7 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--py-spy", type=Path, help="record each phase with py-spy into this directory")
     parser.add_argument("--spy-rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--gateway-log", action="store_true", help="let the gateway's output through")
     parser.add_argument(
         "--source", type=Path, default=REPO, help="tree whose `gateway` package runs (e.g. an export of another commit)"
     )
@@ -263,50 +242,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown phases {sorted(unknown)}")
 
     x = np.zeros((1, 1, 8, 8), np.float32)
-    v2 = {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": x.ravel().tolist()}]}
-    v2_body, raw_body = json.dumps(v2).encode(), x.astype("<f4").tobytes()
-    up_port, rest_port, grpc_port = free_port(), free_port(), free_port()
-    env = {
-        "TWINSERVE_SERVER__HOST": "127.0.0.1",
-        "TWINSERVE_SERVER__PORT": str(rest_port),
-        "TWINSERVE_SERVER__GRPC_PORT": str(grpc_port),
-        "TWINSERVE_SERVER__WORKERS": "1",
-        "TWINSERVE_BACKENDS__TORCHSERVE__PROTOCOL": "rest",
-        "TWINSERVE_BACKENDS__TORCHSERVE__REST_URL": f"http://127.0.0.1:{up_port}",
-        "TWINSERVE_BACKENDS__TFSERVING__ENABLED": "false",
-        "TWINSERVE_ROUTES__MODELS__RESNET18__BACKEND": "torchserve",
-        "TWINSERVE_LIMITS__HEALTH_INTERVAL_S": "3600",
-        "TWINSERVE_TELEMETRY__LOG_LEVEL": "WARNING",
-    }
+    body, raw_body = v2.infer_json({"input": x}), x.astype("<f4").tobytes()
+    (up_port,) = free_ports(1)
+    env = procs.noop_gateway_env(f"http://127.0.0.1:{up_port}")
     env.update(kv.split("=", 1) for kv in args.env)
-    quiet: dict[str, Any] = {} if args.gateway_log else {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    procs: list[subprocess.Popen[bytes]] = []
+    started: list[subprocess.Popen[bytes]] = []
     channel = None
+    tmp = tempfile.TemporaryDirectory(prefix="gateway-cpu-")
     try:
-        up = subprocess.Popen(
-            [sys.executable, "scripts/bench_noop_upstream.py", "--port", str(up_port)],
-            cwd=REPO,
-            start_new_session=True,
-            **quiet,
-        )
-        procs.append(up)
-        wait_http(up_port, "/ping", up)
-        gw = subprocess.Popen(
-            [sys.executable, "-m", "gateway"],
-            cwd=args.source,
-            env={**os.environ, **env},
-            start_new_session=True,
-            **quiet,
-        )
-        procs.append(gw)
-        wait_http(rest_port, "/v2/health/ready", gw)
-        print(f"gateway pid {gw.pid} (from {args.source}), no-op upstream pid {up.pid}", file=sys.stderr, flush=True)
+        up = procs.start_noop(up_port)
+        started.append(up)
+        layout = Layout(Path(tmp.name), REPO / "artifacts", ports=Ports.ephemeral())  # no fixed port touched
+        gw, gw_url, grpc_port = procs.start_gateway(layout, env, args.source)
+        started.append(gw)
+        rest_port = int(gw_url.rsplit(":", 1)[1])
+        log = f"{tmp.name}/logs/gateway-bench-{rest_port}.log"
+        print(f"gateway pid {gw.pid} (from {args.source}, log {log}), no-op upstream pid {up.pid}", file=sys.stderr)
         gateway, upstream = psutil.Process(gw.pid), psutil.Process(up.pid)
         channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
         grpc.channel_ready_future(channel).result(timeout=30)
 
         def rest() -> Callable[[], None]:
-            return rest_sender(rest_port, "/v2/models/digits/infer", v2_body, "application/json")
+            return rest_sender(rest_port, "/v2/models/digits/infer", body, "application/json")
 
         def direct() -> Callable[[], None]:
             return rest_sender(up_port, "/predictions/digits", raw_body, "application/octet-stream")
@@ -350,8 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if channel is not None:
             channel.close()
-        for proc in reversed(procs):
-            stop_process(proc)
+        for proc in reversed(started):
+            procs.stop_process(proc)
+        tmp.cleanup()
     return 0
 
 

@@ -1,0 +1,120 @@
+"""The gateway benchmark's tables: every point with its verdict, the latency each hop adds (median over the
+interleaved rounds), the gateway against Envoy, and the throughput ceiling per core."""
+
+from __future__ import annotations
+
+from statistics import median
+from typing import Any
+
+PCTS = (("p50", "p50"), ("p99", "p99"), ("p99.9", "p99_9"))
+GOAL = {"p50": 1.5, "p99": 2.0}
+"""Issue 16: the gateway's added p50 at most 1.5x Envoy's, its added p99 at most 2x, on v1 and v2 REST to TF."""
+ANCHOR = "envoy->tf-rest"
+HELD_TO_GOAL = ("gateway-v1->tf-rest", "gateway-v2->tf-rest")
+
+
+def _lat(p: dict[str, Any]) -> dict[str, float | None]:
+    return p["latency_ms"]["from_schedule"]
+
+
+def added(points: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per hop: the latency it adds over its direct baseline in the same round, per percentile, the median over
+    rounds; and how many of the points (the hop's and its baseline's) were VALID."""
+    by = {(p["round"], p["target"]["name"]): p for p in points}
+    out: dict[str, dict[str, Any]] = {}
+    for p in points:
+        name, base = p["target"]["name"], p["target"].get("baseline")
+        if not base or (p["round"], base) not in by:
+            continue
+        b = by[(p["round"], base)]
+        row = out.setdefault(name, {"baseline": base, "rounds": 0, "valid": 0, **{k: [] for k, _ in PCTS}})
+        row["rounds"] += 1
+        row["valid"] += int(p["valid"] and b["valid"])
+        for label, key in PCTS:
+            hop, direct = _lat(p)[key], _lat(b)[key]
+            if hop is not None and direct is not None:
+                row[label].append(hop - direct)
+    cpu: dict[str, list[float]] = {}
+    for p in points:
+        if p.get("proxy_cpu_ms_per_request") is not None:
+            cpu.setdefault(p["target"]["name"], []).append(p["proxy_cpu_ms_per_request"])
+    for name, row in out.items():
+        row["proxy_cpu_ms_per_request"] = round(median(cpu[name]), 4) if name in cpu else None
+    for row in out.values():
+        for label, _ in PCTS:
+            row[f"{label}_rounds"] = [round(v, 3) for v in row[label]]
+            row[label] = round(median(row[label]), 3) if row[label] else None
+    return out
+
+
+def against_envoy(hops: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The gateway's added latency as a multiple of Envoy's, per percentile of the goal, and whether it is met."""
+    anchor = hops.get(ANCHOR)
+    out: dict[str, dict[str, Any]] = {}
+    if anchor is None:
+        return out
+    for name in [h for h in hops if h.split("@")[0] in HELD_TO_GOAL]:
+        out[name] = {}
+        for label, bound in GOAL.items():
+            mine, theirs = hops[name][label], anchor[label]
+            ratio = mine / theirs if mine is not None and theirs else None
+            out[name][label] = {
+                "ratio": None if ratio is None else round(ratio, 2),
+                "goal": bound,
+                "met": ratio is not None and ratio <= bound,
+            }
+    return out
+
+
+def _f(v: Any) -> str:
+    return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """bench.md: the added-latency table first, then the goal, the ceilings and every point."""
+    lines = [
+        "| hop | over | added p50 ms | added p99 ms | added p99.9 ms | proxy CPU ms/req | rounds | both VALID |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in report["added_ms"].items():
+        cells = [name, row["baseline"], row["p50"], row["p99"], row["p99.9"], row.get("proxy_cpu_ms_per_request")]
+        cells += [row["rounds"], row["valid"]]
+        lines.append("| " + " | ".join(_f(c) for c in cells) + " |")
+    if report["against_envoy"]:
+        lines += [
+            "",
+            "| gateway path | added p50 / Envoy's (goal ≤ 1.5) | added p99 / Envoy's (goal ≤ 2) |",
+            "|---|---|---|",
+        ]
+        for name, r in report["against_envoy"].items():
+            cells = [f"{_f(r[k]['ratio'])} {'met' if r[k]['met'] else 'missed'}" for k in ("p50", "p99")]
+            lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    if report["ceilings"]:
+        lines += [
+            "",
+            "| closed loop to the no-op upstream | concurrency | req/s | proxy cores | req/s per core | CPU ms/req |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in report["ceilings"]:
+            cells = [
+                c["target"],
+                c["concurrency"],
+                c["rps"],
+                c["proxy_cores"],
+                c["rps_per_core"],
+                c["cpu_ms_per_request"],
+            ]
+            lines.append("| " + " | ".join(_f(v) for v in cells) + " |")
+    head = "| round | group | target | rate req/s | ok | wrong | errors | late | p50 ms | p99 ms | p99.9 ms "
+    head += "| gateway's own p50 ms (Server-Timing) | verdict |"
+    lines += ["", head, "|" + "---|" * 13]
+    for p in report["points"]:
+        c, lat = p["counts"], _lat(p)
+        verdict = "VALID" if p["valid"] else "INVALID: " + "; ".join(p["reasons"])
+        if "outcome" in p:
+            verdict += f" ({p['outcome']['result']}: {p['outcome']['why']})"
+        cells = [p["round"], p["target"]["group"], p["target"]["name"], p["load"]["rate_rps"], c["ok"], c["wrong"]]
+        own = p.get("server_timing_ms", {}).get("gateway", {}).get("p50")
+        cells += [c["errors"], c["late"], lat["p50"], lat["p99"], lat["p99_9"], own, verdict]
+        lines.append("| " + " | ".join(_f(v) for v in cells) + " |")
+    return "\n".join(lines) + "\n"
