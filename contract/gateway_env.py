@@ -80,5 +80,5 @@ def for_stack(
         },
     }
     if api_key_file is not None:
-        settings["limits"] = {"api_key_file": str(api_key_file)}
+        settings["auth"] = {"api_key_file": str(api_key_file)}
     return settings

@@ -103,6 +103,6 @@ def noop_gateway_env(upstream_url: str) -> dict[str, str]:
                 "tfserving": {"enabled": False},
             },
             "routes": {"models": {"resnet18": {"backend": "torchserve"}}},
-            "limits": {"health_interval_s": 3600},
+            "health": {"interval_s": 3600},
         }
     )

@@ -118,6 +118,6 @@ def test_wide_host_gets_a_private_api_key_the_gateway_accepts(layout: Layout, mo
 
 def test_loopback_host_needs_no_key(layout: Layout) -> None:
     env = gateway.prepare(layout).env
-    assert "TWINSERVE_LIMITS__API_KEY_FILE" not in env
+    assert "TWINSERVE_AUTH__API_KEY_FILE" not in env and "TWINSERVE_LIMITS__API_KEY_FILE" not in env
     assert not (layout.run_dir / "gateway" / "api_key").exists()
     assert not any("Authorization" in line for line in gateway.usage(layout, str))
