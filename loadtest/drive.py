@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import gevent
+from gevent import GreenletExit
 from gevent.pool import Group
 
 from loadtest.recorder import Recorder
@@ -67,17 +68,29 @@ def run_open_loop(
 
     t0 = time.perf_counter() if start is None else start
     waiter = precise_waiter() if precise else None  # on time without spinning (loadtest/timer.py)
-    for tick in pace(iter(offsets), t0, gevent.sleep, wait_until=waiter):
-        if len(group) >= max_in_flight:
-            rec.count("dropped")
-            continue
-        group.spawn(one, tick.scheduled)
-    if waiter is not None:
-        waiter.close()
-    if not group.join(timeout=drain_s):
-        stuck = len(group)
+    try:
+        for tick in pace(iter(offsets), t0, gevent.sleep, wait_until=waiter):
+            if len(group) >= max_in_flight:
+                rec.count("dropped")
+                continue
+            group.spawn(one, tick.scheduled)
+        if waiter is not None:
+            waiter.close()
+            waiter = None
+        if not group.join(timeout=drain_s):
+            stuck = len(group)
+            group.kill(block=True, timeout=1.0)
+            rec.count("errors", stuck)
+    except GreenletExit:
+        # Stopped from outside (the web UI's Stop, Locust shutting down): the requests still in flight are cut by
+        # the generator, not failed by the server, so they count as dropped (unmeasured), never as errors.
+        cut = len(group)
         group.kill(block=True, timeout=1.0)
-        rec.count("errors", stuck)
+        rec.count("dropped", cut)
+        raise
+    finally:
+        if waiter is not None:
+            waiter.close()
 
 
 def run_closed_loop(

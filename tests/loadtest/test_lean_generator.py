@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gevent
+import gevent.event
 import numpy as np
 import pytest
 
@@ -189,3 +190,22 @@ def test_auto_priority_is_real_time_only_where_the_pacer_sleeps() -> None:
     assert priority_for(parse_target("tfserving-rest-gateway:digits"), "auto") == "fifo"
     assert priority_for(parse_target("torchserve-grpc-direct:digits"), "auto") == "nice"  # its pacer spins
     assert priority_for(parse_target("torchserve-grpc-direct:digits"), "fifo") == "fifo"  # asked for explicitly
+
+
+def test_a_stopped_open_loop_counts_its_cut_requests_as_dropped_not_errors() -> None:
+    """The web UI's Stop kills the drive greenlet: requests still in flight were cut by the generator, so the point
+    records them as dropped (unmeasured), never as server errors (before: 3 errors in a stopped TF gRPC point)."""
+    from loadtest.drive import run_open_loop
+    from loadtest.recorder import Recorder
+
+    rec = Recorder("t", time.time(), 0.0, 1.0)
+    release = gevent.event.Event()
+
+    def send() -> str:
+        release.wait()  # never answered before the stop
+        return "ok"
+
+    driver = gevent.spawn(run_open_loop, send, [0.0, 0.01, 0.02, 5.0], rec, None, 2000, 10.0, True)
+    gevent.sleep(0.2)
+    driver.kill(block=True, timeout=5)
+    assert rec.totals.counts["errors"] == 0 and rec.totals.counts["dropped"] == 3
