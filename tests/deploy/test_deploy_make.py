@@ -124,7 +124,12 @@ def test_engine_answers_compose_up_waits(tmp_path: Path, gpu: str | None, files:
     assert f"docker compose {files} build" in calls  # built before up: up never builds or pulls
     ups = [c for c in calls if " up " in f"{c} "]
     assert ups == [f"docker compose {files} up -d --no-build --wait --wait-timeout 900"]
-    assert not any(c.startswith("py ") for c in calls)
+    # The host's python only renders the TF side's models.config (zoo + registered models, issue 13); the native
+    # supervisor never starts on the compose path.
+    assert [c for c in calls if c.startswith("py ")] == [
+        c for c in calls if c.startswith("py -m serving.tfserving.model_config ")
+    ]
+    assert not any(c.startswith("py -m supervisor") for c in calls)
     assert "compose: TF side: real TensorFlow Serving" in done.stdout
 
 
