@@ -25,7 +25,13 @@ _MARS = sorted((ARTIFACTS / "torchserve").glob("*.mar"))
 _MISSING = [
     str(p.relative_to(REPO_ROOT))
     for p in [
-        *(ARTIFACTS / "samples" / f"{m.stem}.json" for m in _MARS),
+        # a model registered through add-model is probed with its reference inputs, the zoo with its JSON sample
+        *(
+            ARTIFACTS / "reference" / f"{m.stem}.npz"
+            if (ARTIFACTS / "registry" / f"{m.stem}.json").is_file()
+            else ARTIFACTS / "samples" / f"{m.stem}.json"
+            for m in _MARS
+        ),
         *(ARTIFACTS / "tfserving" / m.stem for m in _MARS),
     ]
     if not p.exists()
