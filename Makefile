@@ -54,7 +54,7 @@ browser: ## Debian's Chromium and chromedriver, for the web UI's browser tests; 
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
-export: $(MANIFEST) ## train/seed, port and export both models to artifacts/
+export: $(MANIFEST) ## train/seed, port and export the built-in models (and registered ones missing artifacts) to artifacts/
 
 $(MANIFEST): $(STAMP) $(MODEL_SOURCES)
 	$(PY) -m models.export --out $(ARTIFACTS)

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stack", choices=["auto", "native", "compose"], default="auto")
     ap.add_argument("--state", type=Path, default=Path("run/state.json"), help="the native stack's state file")
     ap.add_argument("--targets", default="all", help="patterns, e.g. 'torchserve-*-direct' or ids with @port")
-    ap.add_argument("--models", default=None, help="default digits,resnet18 (quick: digits)")
+    ap.add_argument("--models", default=None, help=f"default {BUILTIN_MODELS} (quick: digits)")
     ap.add_argument("--rates", default="", help="fixed open-loop rates instead of the search, e.g. '25,50'")
     ap.add_argument("--concurrency", default="", help="closed-loop sweep instead, e.g. '1,2,4,8'")
     ap.add_argument("--slo", default="", help="p99 SLO per model in ms (default digits=100,resnet18=1500)")
@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+BUILTIN_MODELS = "digits,resnet18,textclf"
+"""`make bench`'s models: the digits CNN, a convnet and a transformer; the report compares the stacks on each."""
 PRESETS_BY_FLAG = {"quick": QUICK, "full": FULL, "default": DEFAULT}
 
 
@@ -113,7 +115,7 @@ def _contract_stack() -> StackInfo:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """Models, criteria and rates from the options."""
-    models = (args.models or ("digits" if args.quick else "digits,resnet18")).split(",")
+    models = (args.models or ("digits" if args.quick else BUILTIN_MODELS)).split(",")
     criteria = PRESETS_BY_FLAG[mode_of(args)]
     rates = None
     if args.rates:

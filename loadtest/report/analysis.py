@@ -137,12 +137,7 @@ def verdict(summary: dict[str, Any]) -> str:
     stand_in = summary["run"]["tfserving_stand_in"]
     models = sorted({p["target"]["model"] for p in summary["points"]}) or ["-"]
     slo = slo_for(summary["run"], models[0])
-    rows = [r for r in headline(summary) if r["target"]["path"] == "direct" and r["target"]["model"] == models[0]]
-    best: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        fw = r["target"]["framework"]
-        if fw not in best or r["rps"] > best[fw]["rps"]:
-            best[fw] = r
+    best = best_direct(summary, models[0])
     where = f"model {models[0]}, direct, VALID points only"
     if not best:
         invalid = sum(not p["valid"] for p in summary["points"])
@@ -165,6 +160,49 @@ def verdict(summary: dict[str, Any]) -> str:
         )
     text = f"{parts[0]} vs {parts[1]} under the {slo:g} ms p99 SLO ({where})."
     return " ".join(x for x in (text, _conclusion(best, stand_in), cost_text(summary)) if x)
+
+
+def best_direct(summary: dict[str, Any], model: str) -> dict[str, dict[str, Any]]:
+    """Per framework, its headline row with the highest throughput on a direct path for `model` (either
+    protocol): what each server sustained without the gateway in front."""
+    best: dict[str, dict[str, Any]] = {}
+    for r in headline(summary):
+        fw = r["target"]["framework"]
+        if (r["target"]["path"], r["target"]["model"]) == ("direct", model) and (
+            fw not in best or r["rps"] > best[fw]["rps"]
+        ):
+            best[fw] = r
+    return best
+
+
+def by_model(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The two stacks side by side, one row per model measured: each framework's best direct row under that
+    model's SLO (None where no point passed, with the closest VALID point as a hint) and who leads, worded as
+    `verdict` words it (no winner where a capacity is only a lower bound)."""
+    stand_in = summary["run"]["tfserving_stand_in"]
+    rows = []
+    for model in sorted({p["target"]["model"] for p in summary["points"]}):
+        best = best_direct(summary, model)
+        rows.append(
+            {
+                "model": model,
+                "slo": slo_for(summary["run"], model),
+                "best": {fw: best.get(fw) for fw in ("torchserve", "tfserving")},
+                "hint": {fw: _closest_hint(summary, fw, model).strip(" ()") for fw in ("torchserve", "tfserving")},
+                "conclusion": _conclusion(best, stand_in) or "Only one stack has a point within the SLO.",
+            }
+        )
+    return rows
+
+
+def stack_cell(row: dict[str, Any] | None, hint: str) -> str:
+    """'gRPC 1,234 req/s · p50 3.1 / p99 9.8 ms · [1,234, 1,600) req/s: p99 over the SLO', or why there is none."""
+    if row is None:
+        return "no point within the SLO" + (f" ({hint})" if hint else "")
+    return (
+        f"{NAMES[row['target']['protocol']]} {row['rps']:,.0f} req/s · p50 {row['p50']:.1f} / p99 {row['p99']:.1f} ms"
+        f" · {bracket_text(row['bracket'])}"
+    )
 
 
 def _closest_hint(summary: dict[str, Any], fw: str, model: str) -> str:

@@ -244,6 +244,24 @@ def _crosscheck(summary: dict[str, Any]) -> str:
     )
 
 
+def _by_model(summary: dict[str, Any]) -> str:
+    """The two stacks side by side, one row per model (each stack's best direct path under that model's SLO)."""
+    compared = an.by_model(summary)
+    if not compared:
+        return ""
+    tf = "TF Serving" + (" (stand-in)" if summary["run"]["tfserving_stand_in"] else "")
+    rows = [
+        [
+            escape(c["model"]),
+            f"{c['slo']:g} ms",
+            *(escape(an.stack_cell(c["best"][fw], c["hint"][fw])) for fw in ("torchserve", "tfserving")),
+            escape(c["conclusion"]),
+        ]
+        for c in compared
+    ]
+    return "<h2>The two stacks, model by model</h2>" + _table(rows, ["model", "p99 SLO", "TorchServe", tf, "who leads"])
+
+
 def render_html(summary: dict[str, Any]) -> str:
     """The whole report as one HTML string."""
     run = summary["run"]
@@ -311,6 +329,7 @@ def render_html(summary: dict[str, Any]) -> str:
         f"{len(invalid)} of {len(summary['points'])} points are INVALID and excluded from every number above."
         "</p>"
     )
+    out.append(_by_model(summary))
     out.append(_brackets(summary))
     out.append(_crosscheck(summary))
     out.append(_cost(summary))

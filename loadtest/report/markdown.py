@@ -42,6 +42,19 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"{_n(r['p99'])} | {_n(r['p99_9'])} | {r['error_rate']:.2%} | {overhead} | "
             f"{an.bracket_text(r['bracket'])} |"
         )
+    compared = an.by_model(summary)
+    if compared:
+        stand_in = " (stand-in)" if run["tfserving_stand_in"] else ""
+        lines += [
+            "",
+            "The two stacks, model by model (each stack's best direct path, either protocol):",
+            "",
+            f"| model | p99 SLO | TorchServe | TF Serving{stand_in} | who leads |",
+            "|---|--:|---|---|---|",
+        ]
+        for row in compared:
+            ts, tf = (an.stack_cell(row["best"][fw], row["hint"][fw]) for fw in ("torchserve", "tfserving"))
+            lines.append(f"| {row['model']} | {row['slo']:g} ms | {ts} | {tf} | {row['conclusion']} |")
     checks = summary.get("crosscheck") or []
     if checks:
         lines += ["", "Cross-check at each stack's capacity (hey at the same rate, p99 ms):", ""]

@@ -17,7 +17,7 @@ import pytest
 from loadtest.point import build_point
 from loadtest.recorder import Recorder
 from loadtest.report import validate, write_report
-from loadtest.report.analysis import best_under_slo, headline, verdict
+from loadtest.report.analysis import best_under_slo, by_model, headline, verdict, within_slo
 from loadtest.report.html import render_html
 from loadtest.report.schema import Summary
 from loadtest.report.synthetic import synthetic_summary as _synthetic
@@ -152,3 +152,54 @@ def test_a_harness_limit_is_never_worded_as_the_servers() -> None:
     assert "No winner can be named: TorchServe's figure is a lower bound" in text
     html = render_html(summary)
     assert "Capacity per target" in html and "not the server&#x27;s" in html
+
+
+def _three_models() -> dict:
+    """The synthetic summary measured on three models: digits as generated; textclf the same points with TF
+    Serving's throughput halved (so TorchServe leads there); resnet18 with no TF Serving point under the SLO."""
+    summary = _with_bounds({"torchserve": "slo", "tfserving": "slo"})
+    extra = []
+    for model in ("textclf", "resnet18"):
+        for p in copy.deepcopy(summary["points"]):
+            fw = p["target"]["framework"]
+            p["target"]["model"] = model
+            p["target"]["id"] = p["target"]["id"].replace(":digits", f":{model}")
+            if model == "textclf" and fw == "tfserving":
+                p["achieved_rps"] /= 2
+            if model == "resnet18" and fw == "tfserving":
+                p["valid"], p["reasons"] = False, ["generator late: 5.0% of sends > 1 ms behind schedule"]
+                p["outcome"] = {"result": "generator", "why": p["reasons"][0]}
+            extra.append(p)
+        for tid, b in list(summary["capacity"].items()):
+            summary["capacity"][tid.replace(":digits", f":{model}")] = copy.deepcopy(b)
+    summary["points"] += extra
+    summary["run"]["slo_p99_ms_by_model"] = {"digits": 25.0, "textclf": 25.0, "resnet18": 25.0}
+    return summary
+
+
+def test_the_report_compares_the_two_stacks_model_by_model(tmp_path: Path) -> None:
+    summary = _three_models()
+    rows = {r["model"]: r for r in by_model(summary)}
+    assert sorted(rows) == ["digits", "resnet18", "textclf"]
+    digits_leader = rows["digits"]["conclusion"].split(" sustained")[0]
+    assert "× the rate of" in rows["digits"]["conclusion"] and "× the rate of" in rows["textclf"]["conclusion"]
+    # Halving TF Serving's throughput on textclf puts TorchServe ahead there, whoever led on digits.
+    assert rows["textclf"]["conclusion"].startswith("TorchServe sustained"), rows["textclf"]["conclusion"]
+    assert digits_leader in ("TorchServe", "TF Serving (stand-in)")
+    assert rows["resnet18"]["best"]["tfserving"] is None and rows["resnet18"]["best"]["torchserve"] is not None
+    assert rows["resnet18"]["conclusion"] == "Only one stack has a point within the SLO."
+    for model, row in rows.items():
+        best = row["best"]["torchserve"]
+        direct = [
+            p["achieved_rps"]
+            for p in summary["points"]
+            if (p["target"]["model"], p["target"]["framework"], p["target"]["path"]) == (model, "torchserve", "direct")
+            and within_slo(p, 25.0)
+        ]
+        assert best["rps"] == max(direct), model
+    paths = write_report(summary, tmp_path)
+    html, md = paths["html"].read_text(encoding="utf-8"), paths["md"].read_text(encoding="utf-8")
+    assert "The two stacks, model by model" in html and "The two stacks, model by model" in md
+    for model in rows:
+        assert f"| {model} | 25 ms |" in md
+    assert "no point within the SLO" in md
