@@ -1,6 +1,6 @@
 """The floor: each framework's in-process forward latency for the served inputs, by the same recorder.
 
-torch runs the .mar's own files (handler.py + torch_nets.py + weights.pt, as a TorchServe worker would);
+torch runs the .mar's own files (its handler loading spec.py + weights.pt, as a TorchServe worker would);
 TensorFlow runs the SavedModel's `serving_default` signature. Serving overhead = served p50 / floor p50.
   python -m loadtest.floor --models digits --batches 1,8,32 --out results/floor.json
 """
@@ -31,13 +31,12 @@ def torch_forward(artifacts: Path, model: str, workdir: Path) -> tuple[Forward, 
     """Logits function from the unpacked .mar, and the engine's name."""
     import torch
 
-    from models.parity import import_handler
+    from models.parity import load_served
 
     with zipfile.ZipFile(artifacts / "torchserve" / f"{model}.mar") as mar:
         mar.extractall(workdir)
-    handler = import_handler(workdir)
-    loaded = handler.load_model(str(workdir), torch.device("cpu"))
-    return (lambda x: handler.forward(loaded, x)["logits"]), f"torch {torch.__version__}"
+    served = load_served(workdir)
+    return (lambda x: served.forward({"input": x})["logits"]), f"torch {torch.__version__}"
 
 
 def tf_forward(artifacts: Path, model: str) -> tuple[Forward, str]:

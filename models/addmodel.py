@@ -46,12 +46,15 @@ Step = Callable[[str], None]
 
 def add_model(
     spec_path: Path, name: str, root: Path = REPO, builtin: bool = False, step: Step | None = None,
-    artifacts: Path | None = None, replace: bool = False,
+    artifacts: Path | None = None, replace: bool = False, spec: modelspec.ModelSpecFile | None = None,
+    model_config: Path | None = None,
 ) -> tuple[RegisteredModel, dict[str, Any]]:  # fmt: skip
     """Export, prove and register `spec_path` as `name`; return (registration, facts such as timings).
 
-    Built-ins (make export) register into <artifacts>/registry/; user models into <root>/models.d/.
-    `replace`: re-export a registered user model (make export, after its artifacts went missing).
+    Built-ins (make export) register into <artifacts>/registry/ with the spec path relative to `root`; user
+    models into <root>/models.d/. `replace`: re-export a registered user model (make export, after its artifacts
+    went missing). `spec`: `spec_path` already loaded (make export reads a zoo model's build() again afterwards).
+    `model_config`: the TorchServe model-config yaml to pack instead of the default batching settings.
     """
     step = step or (lambda _description: None)
     started = time.perf_counter()
@@ -66,7 +69,7 @@ def add_model(
                 f"choose another NAME or `make remove-model NAME={name}` first"
             )
     step("loading the spec")
-    spec = modelspec.load(spec_path)
+    spec = spec or modelspec.load(spec_path)
     torch_model = spec.build()
     inputs, outputs = spec.signature(torch_model)
     if spec.has_keras:
@@ -81,7 +84,7 @@ def add_model(
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=artifacts))
     try:
         step("TorchServe archive")
-        mar = write_mar(spec, torch_model, name, inputs, outputs, staging)
+        mar = write_mar(spec, torch_model, name, inputs, outputs, staging, model_config)
         step("TF SavedModel (" + ("weight port" if spec.has_keras else "onnx2tf") + ")")
         converted = time.perf_counter()
         version_dir = staging / "tfserving" / name / str(spec.version)
@@ -95,7 +98,7 @@ def add_model(
             name=name,
             version=spec.version,
             builtin=builtin,
-            spec=str(spec.path),
+            spec=_spec_reference(spec.path, root, builtin),
             description=spec.description,
             inputs=inputs,
             outputs=outputs,
@@ -121,6 +124,13 @@ def add_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return model, facts
+
+
+def _spec_reference(path: Path, root: Path, builtin: bool) -> str:
+    """A built-in's spec relative to the repository (artifacts then name the tree's file wherever it lies)."""
+    if builtin and path.is_relative_to(root.resolve()):
+        return str(path.relative_to(root.resolve()))
+    return str(path)
 
 
 def _targets(root: Path, artifacts: Path, name: str, builtin: bool) -> list[tuple[str, Path]]:

@@ -2,46 +2,50 @@
 
     python -m models.parity [--models digits,resnet18] [--artifacts artifacts] [--count 256]
 
-The PyTorch side is unpacked from the .mar and run through the handler's own load and forward code,
-exactly as TorchServe runs it; the TF side is the SavedModel's serving_default signature.
-Fails (exit 1) when max |diff| > 1e-4 on any output or top-1 agreement < 100 %.
+The PyTorch side is unpacked from the .mar and run through the .mar's own handler (generic_handler.py: its
+load and forward code, exactly as a TorchServe worker runs it); the TF side is the SavedModel's
+serving_default signature. Fails (exit 1) when max |diff| > 1e-4 on any output or top-1 agreement < 100 %.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.table import Table
 
-from models import savedmodel, train
+from models import modelspec
 from models.specs import SPECS
 
 REPO = Path(__file__).resolve().parent.parent
+ZOO = REPO / "models" / "zoo"
 TOLERANCE = 1e-4
 BATCH = 32
 console = Console(stderr=True)
 
 
-def import_handler(model_dir: Path) -> ModuleType:
-    """Import handler.py from an unpacked .mar, as a TorchServe worker would."""
-    spec = importlib.util.spec_from_file_location("twinserve_mar_handler", model_dir / "handler.py")
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"no handler.py in {model_dir}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+class WorkerContext:
+    """The parts of a TorchServe worker's context a handler reads when it loads a model."""
+
+    def __init__(self, model_dir: Path, gpu_id: int | None) -> None:
+        self.system_properties = {"model_dir": str(model_dir), "gpu_id": gpu_id}
+        self.manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
+
+
+def load_served(model_dir: Path, gpu_id: int | None = None) -> Any:
+    """The handler packed in an unpacked .mar, initialised as a TorchServe worker does (`.forward(inputs)`)."""
+    context = WorkerContext(model_dir, gpu_id)
+    handler = modelspec.import_file(model_dir / context.manifest["model"]["handler"])
+    service = handler.SignatureHandler()
+    service.initialize(context)
+    return service
 
 
 def parity_inputs(name: str, artifacts: Path, count: int) -> tuple[np.ndarray, str]:
@@ -49,23 +53,24 @@ def parity_inputs(name: str, artifacts: Path, count: int) -> tuple[np.ndarray, s
     if name == "digits":
         inputs = np.load(artifacts / "samples" / "digits.npz")["inputs"]
         return inputs, f"held-out set ({len(inputs)} images)"
-    images = np.concatenate(
-        [train.seeded_images(min(BATCH, count - i), 1000 + i).numpy() for i in range(0, count, BATCH)]
-    )
+    zoo = modelspec.import_file(ZOO / f"{name}.py")
+    images = np.concatenate([zoo.seeded_images(min(BATCH, count - i), 1000 + i) for i in range(0, count, BATCH)])
     return images, f"{count} seeded random images"
 
 
 def compare(name: str, artifacts: Path, count: int) -> dict[str, Any]:
     """Run both artifacts on the same inputs and summarise their differences."""
+    import tensorflow as tf
+
     inputs, source = parity_inputs(name, artifacts, count)
     with tempfile.TemporaryDirectory() as unpacked:
         with zipfile.ZipFile(artifacts / "torchserve" / f"{name}.mar") as archive:
             archive.extractall(unpacked)
-        handler = import_handler(Path(unpacked))
-        torch_model = handler.load_model(unpacked, torch.device("cpu"))
-        torch_out = _batched(inputs, lambda b: handler.forward(torch_model, b))
-    signature = savedmodel.load_signature(artifacts / "tfserving" / name / str(SPECS[name].version))
-    tf_out = _batched(inputs, lambda b: {k: v.numpy() for k, v in signature(input=b).items()})
+        served = load_served(Path(unpacked))
+        torch_out = _batched(inputs, lambda b: served.forward({"input": b}))
+    loaded = tf.saved_model.load(str(artifacts / "tfserving" / name / str(SPECS[name].version)))
+    signature = loaded.signatures["serving_default"]
+    tf_out = _batched(inputs, lambda b: {k: v.numpy() for k, v in signature(input=tf.constant(b)).items()})
     diffs = {k: float(np.max(np.abs(torch_out[k] - tf_out[k]))) for k in SPECS[name].output_names}
     top1 = float(np.mean(torch_out["logits"].argmax(1) == tf_out["logits"].argmax(1)))
     gaps = np.sort(torch_out["logits"], axis=1)

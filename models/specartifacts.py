@@ -36,9 +36,10 @@ console = Console(stderr=True)
 
 def write_mar(
     spec: ModelSpecFile, torch_model: Any, name: str, inputs: tuple[TensorSpec, ...],
-    outputs: tuple[TensorSpec, ...], staging: Path,
+    outputs: tuple[TensorSpec, ...], staging: Path, model_config: Path | None = None,
 ) -> Path:  # fmt: skip
-    """<staging>/torchserve/<name>.mar: spec.py, weights.pt, signature.json, twinserve_model.py, batching config."""
+    """<staging>/torchserve/<name>.mar: spec.py, weights.pt, signature.json, twinserve_model.py, batching config
+    (`model_config` when given: the zoo's serving/torchserve/model-config/<name>.yaml, which deploy/ also reads)."""
     import torch
 
     files = staging / "mar"
@@ -63,7 +64,10 @@ def write_mar(
         "maxBatchDelay": 2,
         "responseTimeout": 120,
     }
-    (files / "model-config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    if model_config is not None:
+        shutil.copy(model_config, files / "model-config.yaml")
+    else:
+        (files / "model-config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     target = staging / "torchserve"
     target.mkdir()
     extra = ",".join(str(files / f) for f in (mar_loader.SPEC, mar_loader.SIGNATURE, "twinserve_model.py"))

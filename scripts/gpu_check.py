@@ -2,15 +2,17 @@
 
     python scripts/gpu_check.py [--artifacts artifacts] [--repeats 50] [--out docs/gpu.md]
 
-Unpacks each .mar, loads it through the handler exactly as a TorchServe worker does (model placed on
-cuda:0), and times batch 1 and 32 (p50 over --repeats, after warm-up, synchronised) for the handler's
-forward and for the bare nn.Module. Needs torch with CUDA; imports no TensorFlow.
+Unpacks each .mar, loads it through its own handler (generic_handler.py) exactly as a TorchServe worker does
+(model placed on cuda:0), and times batch 1 and 32 (p50 over --repeats, after warm-up, synchronised) for the
+handler's forward and for the bare nn.Module. Needs torch with CUDA and torchserve (the handler imports it);
+imports no TensorFlow.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import platform
 import statistics
 import sys
@@ -28,8 +30,16 @@ BATCHES = (1, 32)
 MODELS = ("digits", "resnet18")
 
 
-def import_handler(model_dir: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("twinserve_gpu_handler", model_dir / "handler.py")
+class WorkerContext:
+    """The parts of a TorchServe worker's context the handler reads when it loads a model."""
+
+    def __init__(self, model_dir: Path, gpu_id: int) -> None:
+        self.system_properties = {"model_dir": str(model_dir), "gpu_id": gpu_id}
+        self.manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
+
+
+def import_handler(model_dir: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"twinserve_gpu_handler_{name}", model_dir / "generic_handler.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -70,14 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as unpacked:
             with zipfile.ZipFile(args.artifacts / "torchserve" / f"{name}.mar") as archive:
                 archive.extractall(unpacked)
-            handler = import_handler(Path(unpacked))
-            model = handler.load_model(unpacked, device)
-            assert next(model.module.parameters()).device.type == "cuda", "handler did not place the model on CUDA"
+            served = import_handler(Path(unpacked), name).SignatureHandler()
+            served.initialize(WorkerContext(Path(unpacked), device.index or 0))
+            assert next(served.module.parameters()).device.type == "cuda", "handler did not place the model on CUDA"
+            [tensor] = served.inputs
             for batch in BATCHES:
-                inputs = np.random.default_rng(0).standard_normal((batch, *model.input_shape)).astype(np.float32)
+                inputs = np.random.default_rng(0).standard_normal((batch, *tensor.shape[1:])).astype(np.float32)
                 on_device = torch.from_numpy(inputs).to(device)
-                handler_ms = p50_ms(partial(handler.forward, model, inputs), args.repeats)
-                raw_ms = p50_ms(partial(raw_forward, model.module, on_device), args.repeats)
+                handler_ms = p50_ms(partial(served.forward, {tensor.name: inputs}), args.repeats)
+                raw_ms = p50_ms(partial(raw_forward, served.module, on_device), args.repeats)
                 rows.append((name, batch, handler_ms, raw_ms))
     header = [
         f"Device: {torch.cuda.get_device_name(0)}; torch {torch.__version__}; CUDA {torch.version.cuda}; "

@@ -12,8 +12,18 @@ Request forms (one TorchServe request = one entry of the batch; same-shaped entr
   raw  gRPC input keys = the input names, each little-endian bytes of its dtype (non-batch dims fixed), or
        REST application/octet-stream for a model with one input               -> the columnar answer.
 Answers follow TF Serving's JSON: with one output, rows and columns are its bare values. A bad entry gets 400
-with {"code": 400, "type": "InvalidInput", "message": ...} alone. KServe's envelopes (v1 instances, v2 tensors)
-are served as in handler.py: v1 as rows, v2 as the first output only.
+with {"code": 400, "type": "InvalidInput", "message": ...} alone. It serves every model `make export` and
+`make add-model` write, the built-in zoo included (models/zoo/*.py).
+
+Under KServe (kserve-torchserve), TorchServe 0.12.0 wraps this handler in the request envelope named by
+TS_SERVICE_ENVELOPE (ts/torch_handler/request_envelope/), which hands over the FIRST request only, unpacked:
+  kserve    (protocol v1) the bare `instances` list -> rows; the envelope answers {"predictions": rows}, the same
+            rows as TF Serving's row format.
+  kservev2  (protocol v2) the `inputs` list [{name, shape, datatype, data (already reshaped)}], each datatype
+            checked against the signature -> one array: the envelope names each answer after an input and
+            flattens it, so only the first output fits; it comes back named like the input, shape [n * size].
+Under either envelope a bad request fails the whole call with 400 (PredictionException), and TorchServe must
+batch 1 request at a time: the envelope drops every request after the first (deploy/k8s/kserve.py).
 """
 
 from __future__ import annotations
@@ -243,6 +253,11 @@ class SignatureHandler:
             if v1:
                 batch = self.from_instances(data)
             else:
+                declared = {t.name: t.datatype for t in self.inputs}
+                for tensor in data:  # the v2 body says its datatype: INT64 data for an FP32 input is a mistake
+                    want = declared.get(str(tensor["name"]))
+                    if want is not None and tensor["datatype"] != want:
+                        raise InvalidInputError(f"input {tensor['name']!r} must be {want}, got {tensor['datatype']}")
                 batch = self.from_columns({str(t["name"]): t["data"] for t in data}, "inputs")
         except InvalidInputError as error:
             raise PredictionException(str(error), 400) from None  # the envelope's one request is the whole call

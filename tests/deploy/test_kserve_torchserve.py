@@ -36,10 +36,10 @@ def test_v1_sample_file_as_is(ts_v1: KServeTorchServe, artifacts: Path, digits: 
 @pytest.mark.parametrize(
     ("body", "named"),
     [
-        ({"instances": [[1.0, 2.0]]}, "expected [n, 1, 8, 8]"),
+        ({"instances": [[1.0, 2.0]]}, "expected [-1, 1, 8, 8]"),
         ({"instances": []}, "non-empty list"),
         ({"inputs": [[0.0]]}, '"instances"'),
-        ({"instances": [["a"] * 8] * 8}, "float32"),
+        ({"instances": [["a"] * 8] * 8}, "is FP32; got strings"),
     ],
 )
 def test_v1_bad_bodies_are_400_naming_the_problem(ts_v1: KServeTorchServe, body: object, named: str) -> None:
@@ -85,7 +85,7 @@ def test_v2_inputs_come_back_as_the_first_output(ts_v2: KServeTorchServe, digits
 
 @pytest.mark.parametrize(
     ("name", "datatype", "named"),
-    [("pixels", "FP32", "exactly one tensor named 'input'"), ("input", "INT64", "must be FP32")],
+    [("pixels", "FP32", "the model takes ['input']"), ("input", "INT64", "input 'input' must be FP32, got INT64")],
 )
 def test_v2_bad_inputs_are_400_naming_the_problem(
     ts_v2: KServeTorchServe, digits: dict[str, np.ndarray], name: str, datatype: str, named: str

@@ -100,12 +100,12 @@ def test_torchserve_needs_the_token(native_stack) -> None:
 @pytest.mark.parametrize(
     ("body", "content_type", "message"),
     [
-        (b'{"instances": [[1, 2]]}', "application/json", "expected [n, 1, 8, 8]"),
+        (b'{"instances": [[1, 2]]}', "application/json", "expected [-1, 1, 8, 8]"),
         (b'{"instances": [[[1, 2', "application/json", "malformed JSON"),
-        (b'{"instances": "abc"}', "application/json", "rectangular array of numbers"),
+        (b'{"instances": "abc"}', "application/json", "'instances' must be a non-empty list"),
         (b'{"other": 1}', "application/json", '"instances" or "inputs"'),
-        (b"abc", "application/octet-stream", "not a whole number of float32 instances"),
-        (b'{"instances": []}', "application/json", "expected [n, 1, 8, 8]"),
+        (b"abc", "application/octet-stream", "not a whole number of FP32 instances"),
+        (b'{"instances": []}', "application/json", "'instances' must be a non-empty list"),
         (b"instances=1", "application/x-www-form-urlencoded", "Content-Type: application/json"),
     ],
 )
@@ -135,7 +135,7 @@ def test_torchserve_grpc_bad_input_answers_the_error_json(native_stack) -> None:
     # handler's error JSON, so clients (the gateway) must read the body, not only the status code.
     answer = json.loads(torchserve_grpc(native_stack, {"input": b"abc"}))
     assert answer["code"] == 400 and answer["type"] == "InvalidInput"
-    assert "not a whole number of float32 instances" in answer["message"]
+    assert "not a whole number of FP32 instances" in answer["message"]
 
 
 def test_torchserve_grpc_rejects_a_wrong_token_and_unknown_model(native_stack) -> None:

@@ -1,4 +1,5 @@
-"""The exported artifacts: manifest schema and hashes, reproducible weights, samples, signatures."""
+"""The exported artifacts: manifest schema and hashes, reproducible weights, samples, signatures; every built-in
+(digits, resnet18, textclf) is a spec file in models/zoo/ exported through add-model's path."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import port, registry, train
+from models import modelspec, port, registry
 from models.manifest import SCHEMA_VERSION, read_manifest, sha256_file, sha256_tree
 from models.specs import SPECS
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +50,30 @@ def test_digits_accuracy_reported_and_above_bar(manifest: dict) -> None:
 
 
 def test_reexport_reproduces_the_weight_hashes(manifest: dict) -> None:
-    digits, _ = train.train_digits()
-    assert port.canonical_digest(digits) == manifest["models"]["digits"]["weights_sha256"]
-    resnet = train.seed_resnet18()
-    assert port.canonical_digest(resnet) == manifest["models"]["resnet18"]["weights_sha256"]
+    for name in ("digits", "resnet18"):
+        spec = modelspec.load(REPO / "models" / "zoo" / f"{name}.py")
+        model = spec.build()
+        assert port.canonical_digest(model) == manifest["models"][name]["weights_sha256"], name
+        assert spec.build() is model  # cached: make export trains digits once though it reads build() twice
 
 
-def test_mar_holds_handler_source_weights_and_batching_config(artifacts: Path) -> None:
-    with zipfile.ZipFile(artifacts / "torchserve" / "digits.mar") as archive:
+@pytest.mark.parametrize("name", ["digits", "resnet18"])
+def test_mar_is_the_spec_format_with_the_zoo_batching_config(artifacts: Path, name: str) -> None:
+    with zipfile.ZipFile(artifacts / "torchserve" / f"{name}.mar") as archive:
         names = set(archive.namelist())
-        assert {"handler.py", "torch_nets.py", "weights.pt", "model_meta.json", "MAR-INF/MANIFEST.json"} <= names
+        assert {"spec.py", "weights.pt", "signature.json", "twinserve_model.py", "generic_handler.py"} <= names
+        assert not names & {"handler.py", "torch_nets.py", "model_meta.json"}  # the zoo handler's format is gone
         mar_manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
         config = archive.read(mar_manifest["model"]["configFile"]).decode()
-    assert "batchSize" in config and "maxBatchDelay" in config and "Workers" in config
-    assert mar_manifest["model"]["modelName"] == "digits"
+        spec = archive.read("spec.py").decode()
+        signature = json.loads(archive.read("signature.json"))
+    assert mar_manifest["model"]["handler"] == "generic_handler.py"
+    assert (mar_manifest["model"]["modelName"], mar_manifest["model"]["modelVersion"]) == (name, "1.0")
+    # the batching settings deploy/ and loadtest/knobs.py read are the ones TorchServe gets
+    assert config == (REPO / "serving" / "torchserve" / "model-config" / f"{name}.yaml").read_text()
+    assert spec == (REPO / "models" / "zoo" / f"{name}.py").read_text()
+    assert [t["name"] for t in signature["inputs"]] == ["input"]
+    assert [t["name"] for t in signature["outputs"]] == ["logits", "probabilities"]
 
 
 def test_samples_carry_reference_outputs(artifacts: Path) -> None:
@@ -94,6 +107,11 @@ def test_builtin_registrations_are_generated_by_export(artifacts: Path) -> None:
     for name, spec in SPECS.items():
         model = models[name]
         assert model.builtin and model.source.endswith(f"artifacts/registry/{name}.json")
+        # exported from its spec file by add-model's path, TF side by the weight port into build_keras()
+        assert (model.spec, model.converter) == (f"models/zoo/{name}.py", "keras-port")
+        assert model.parity.batches == (1, 8) and model.max_batch == 32
+        facts = json.loads((artifacts / "registry" / "export" / f"{name}.json").read_text())
+        assert facts["max_abs_diff"] == model.parity.max_abs_diff
         assert [(t.name, t.datatype, t.shape) for t in model.inputs] == [("input", "FP32", (-1, *spec.input_shape))]
         assert [t.name for t in model.outputs] == ["logits", "probabilities"]
         assert all(d <= 1e-4 for d in model.parity.max_abs_diff.values()), model.parity
@@ -102,13 +120,11 @@ def test_builtin_registrations_are_generated_by_export(artifacts: Path) -> None:
             assert ref["b1/out/logits"].shape == (1, spec.num_classes)
 
 
-def test_a_builtin_spec_goes_through_add_models_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # textclf is exported only where the generic handler exists (issue 13's serving side); stand one in.
+def test_a_builtin_spec_goes_through_add_models_path(tmp_path: Path) -> None:
     from rich.progress import Progress
 
-    from models import export, specartifacts
+    from models import export
 
-    monkeypatch.setattr(specartifacts, "GENERIC_HANDLER", specartifacts.HANDLER)
     with Progress(disable=True) as bar:
         export.export_spec_builtin("textclf", tmp_path, bar)
     model = registry.read(tmp_path / "registry" / "textclf.json")
@@ -117,3 +133,4 @@ def test_a_builtin_spec_goes_through_add_models_path(tmp_path: Path, monkeypatch
     assert (tmp_path / "torchserve" / "textclf.mar").is_file()
     assert (tmp_path / "tfserving" / "textclf" / "1" / "saved_model.pb").is_file()
     assert json.loads((tmp_path / "registry" / "export" / "textclf.json").read_text())["converter"] == "keras-port"
+    assert model.spec == "models/zoo/textclf.py"  # relative: the artifacts name the tree's spec wherever it lies

@@ -1,6 +1,9 @@
-"""The weight port, layer type by layer type: each rule is checked against PyTorch's own output."""
+"""The weight port, layer type by layer type: each rule is checked against PyTorch's own output; then the zoo's
+conv nets (models/zoo/digits.py, resnet18.py) whole, through the port by rules every spec with build_keras() uses."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -9,7 +12,9 @@ import torch
 from keras import layers
 from torch import nn
 
-from models import keras_nets, port, torch_nets
+from models import modelspec, port, portrules
+
+REPO = Path(__file__).resolve().parents[2]
 
 RNG = np.random.default_rng(0)
 
@@ -55,9 +60,9 @@ def test_batch_norm_statistics_and_epsilon() -> None:
         bn.running_mean.normal_()
         bn.running_var.uniform_(0.1, 3.0)
     state = {f"bn.{k}": v.numpy() for k, v in bn.state_dict().items()}
-    layer = layers.BatchNormalization(epsilon=keras_nets.BN_EPSILON)
+    layer = layers.BatchNormalization(epsilon=bn.eps)
     layer.build((None, 4, 4, 6))
-    layer.set_weights(port.batch_norm(state, "bn"))
+    layer.set_weights([state[f"bn.{k}"] for k in ("weight", "bias", "running_mean", "running_var")])
     x = RNG.standard_normal((3, 6, 4, 4)).astype(np.float32)
     np.testing.assert_allclose(
         nchw_to_nhwc(run_torch(bn, x)), layer(nchw_to_nhwc(x), training=False).numpy(), atol=1e-5
@@ -85,33 +90,52 @@ def test_maxpool_zero_padding_equals_negative_infinity_after_relu() -> None:
     np.testing.assert_allclose(model(nchw_to_nhwc(x)).numpy(), expected, atol=0)
 
 
+def zoo(name: str) -> modelspec.ModelSpecFile:
+    return modelspec.load(REPO / "models" / "zoo" / f"{name}.py")
+
+
 @pytest.mark.parametrize("name", ["digits", "resnet18"])
 def test_whole_model_port_reproduces_pytorch(name: str) -> None:
     torch.manual_seed(1)
     shapes = {"digits": (4, 1, 8, 8), "resnet18": (2, 3, 224, 224)}
-    classes = {"digits": 10, "resnet18": 1000}
-    model = torch_nets.build(name, classes[name])
+    spec = zoo(name)
+    model = spec.module.architecture()
     with torch.no_grad():  # non-trivial BN statistics, so a skipped BN port would show
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.running_mean.normal_(0, 0.2)
                 module.running_var.uniform_(0.5, 1.5)
-    keras_model = keras_nets.build(name, classes[name])
-    port.port_weights(name, model, keras_model)
+    keras_model = spec.build_keras()
+    portrules.port(model, keras_model, spec.keras_port_hints)
     x = RNG.standard_normal(shapes[name]).astype(np.float32)
-    np.testing.assert_allclose(keras_model(x, training=False).numpy(), run_torch(model, x), atol=1e-4)
+    with torch.no_grad():
+        want = [t.numpy() for t in model.eval()(torch.from_numpy(x))]
+    got = [t.numpy() for t in keras_model(x, training=False)]
+    np.testing.assert_allclose(got[0], want[0], atol=1e-4)  # logits
+    np.testing.assert_allclose(got[1], want[1], atol=1e-6)  # probabilities
+
+
+def test_digits_needs_its_flatten_hint() -> None:
+    spec = zoo("digits")
+    model, keras_model = spec.module.architecture(), spec.build_keras()
+    portrules.port(model, keras_model)  # without keras_port_hints: fc1's rows stay in torch's (C, H, W) order
+    x = RNG.standard_normal((4, 1, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x))[0].numpy()
+    assert np.max(np.abs(keras_model(x, training=False)[0].numpy() - want)) > 1e-3
 
 
 def test_port_refuses_to_leave_a_tensor_behind() -> None:
-    model = torch_nets.build("digits", 10)
-    keras_model = keras_nets.build("digits", 10)
-    model.register_buffer("stray", torch.zeros(1))
-    with pytest.raises(ValueError, match=r"not ported.*stray"):
-        port.port_weights("digits", model, keras_model)
+    spec = zoo("digits")
+    model = spec.module.architecture()
+    model.fc2.register_buffer("stray", torch.zeros(1))
+    with pytest.raises(ValueError, match=r"not ported.*fc2\.stray"):
+        portrules.port(model, spec.build_keras(), spec.keras_port_hints)
 
 
 def test_port_refuses_mismatched_epsilon() -> None:
-    model = torch_nets.build("digits", 10)
+    spec = zoo("digits")
+    model = spec.module.architecture()
     model.bn1.eps = 1e-3
     with pytest.raises(ValueError, match="epsilon"):
-        port.port_weights("digits", model, keras_nets.build("digits", 10))
+        portrules.port(model, spec.build_keras(), spec.keras_port_hints)

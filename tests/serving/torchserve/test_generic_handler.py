@@ -143,3 +143,17 @@ def test_kserve_envelopes(tmp_path: Path, reference: Any) -> None:
                for (k, v), s in zip(x.items(), SIGNATURE["inputs"], strict=True)]  # fmt: skip
     [score] = module.handle(tensors, Context(tmp_path))  # v2: the first output only, as handler.py
     np.testing.assert_allclose(score, want["score"], atol=1e-5)
+
+
+def test_kserve_v2_refuses_a_datatype_other_than_the_signatures(tmp_path: Path, reference: Any) -> None:
+    # v2 bodies name their datatype; INT64 data for the FP32 input was computed as floats before (the zoo handler
+    # answered 400, and so must this one now that it serves digits and resnet18 under KServe too).
+    from ts.utils.util import PredictionException
+
+    model, x, _ = reference
+    module = handler(*packed(tmp_path, model, "spec"))
+    tensors = [{"name": k, "datatype": "INT64", "shape": list(v.shape), "data": v.astype(np.int64).tolist()}
+               for k, v in x.items()]  # fmt: skip
+    with pytest.raises(PredictionException, match="input 'features' must be FP32, got INT64") as raised:
+        module.handle(tensors, Context(tmp_path))
+    assert raised.value.error_code == 400
