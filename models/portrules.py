@@ -1,6 +1,6 @@
 """Weight port by rules for any spec with build_keras(): each torch layer type has one rule to its Keras twin.
 
-Keras layer names are the torch module paths with '.' replaced by '_' (as in models/keras_nets.py). Every torch
+Keras layer names are the torch module paths with '.' replaced by '_' (the zoo's build_keras() follow it). Every torch
 parameter and buffer must land in exactly one Keras weight and every Keras weight must be filled: a port that
 skipped a layer would still run, so both sides are checked. A torch layer with weights and no rule is refused
 before anything is built, naming the layer and its type.

@@ -27,9 +27,8 @@ from models.registry import TensorSpec
 from models.specerrors import ExportError, UnsupportedOpError
 
 REPO = Path(__file__).resolve().parent.parent
-# The serving side's signature-driven handler (branch i13-serve); the zoo's handler until that is merged.
-GENERIC_HANDLER = REPO / "serving" / "torchserve" / "generic_handler.py"
-HANDLER = GENERIC_HANDLER if GENERIC_HANDLER.exists() else REPO / "serving" / "torchserve" / "handler.py"
+HANDLER = REPO / "serving" / "torchserve" / "generic_handler.py"
+"""The one TorchServe handler: signature-driven, it serves every .mar, the built-in zoo's included."""
 CONVERT_VENV = ".venv-convert"
 console = Console(stderr=True)
 

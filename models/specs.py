@@ -1,6 +1,8 @@
-"""The public signature of every served model: one definition both stacks and the gateway obey.
+"""The conv zoo's names, versions and tensor signatures (digits, resnet18), framework-free.
 
-This module is framework-free (no torch, no tensorflow) so the gateway and the load tests may import it.
+The models themselves are spec files (models/zoo/<name>.py) and their registrations (models/registry.py) are what
+serving reads; this list is for readers that import neither torch nor the artifacts (deploy/, the routes, the
+tests of both). tests/models/test_export.py checks it against the exported registrations.
 """
 
 from __future__ import annotations

@@ -113,7 +113,11 @@ def test_builtin_registrations_are_generated_by_export(artifacts: Path) -> None:
         facts = json.loads((artifacts / "registry" / "export" / f"{name}.json").read_text())
         assert facts["max_abs_diff"] == model.parity.max_abs_diff
         assert [(t.name, t.datatype, t.shape) for t in model.inputs] == [("input", "FP32", (-1, *spec.input_shape))]
-        assert [t.name for t in model.outputs] == ["logits", "probabilities"]
+        assert [(t.name, t.shape) for t in model.outputs] == [
+            ("logits", (-1, spec.num_classes)),
+            ("probabilities", (-1, spec.num_classes)),
+        ]
+        assert (model.version, model.description) == (spec.version, spec.description)
         assert all(d <= 1e-4 for d in model.parity.max_abs_diff.values()), model.parity
         with np.load(artifacts.parent / model.reference) as ref:
             assert ref["b8/in/input"].shape == (8, *spec.input_shape)
