@@ -1,13 +1,17 @@
 """The floor: each framework's in-process forward latency for the served inputs, by the same recorder.
 
-torch runs the .mar's own files (its handler loading spec.py + weights.pt, as a TorchServe worker would);
-TensorFlow runs the SavedModel's `serving_default` signature. Serving overhead = served p50 / floor p50.
-  python -m loadtest.floor --models digits --batches 1,8,32 --out results/floor.json
+Every model the bench can serve has a registration (models/registry.py; the zoo's are written by `make export`),
+so one path covers them all. torch runs the .mar's own files (its handler loading spec.py + weights.pt, as a
+TorchServe worker would); TensorFlow runs the SavedModel's `serving_default` signature with the inputs by name.
+Inputs are the registration's reference rows and every answer is checked against the torch reference within the
+registered tolerance. Serving overhead = served p50 / floor p50.
+  python -m loadtest.floor --models digits,textclf --batches 1,8 --out results/floor.json
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import tempfile
 import time
@@ -19,39 +23,54 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
+from loadtest import registered
 from loadtest.recorder import Recorder
-from loadtest.samples import load_reference
 from loadtest.stats import latency_summary
 from loadtest.users.codecs import is_right
 
-Forward = Callable[[np.ndarray], np.ndarray]
+Tensors = dict[str, np.ndarray]
+Forward = Callable[[Any], Any]
 
 
-def torch_forward(artifacts: Path, model: str, workdir: Path) -> tuple[Forward, str]:
-    """Logits function from the unpacked .mar, and the engine's name."""
+def torch_forward(artifacts: Path, model: str, workdir: Path) -> tuple[Callable[[Tensors], Tensors], str]:
+    """Outputs by name from the unpacked .mar, through its own handler as a TorchServe worker initialises it (the
+    generic handler's load and forward, without the server around it), and the engine's name."""
     import torch
 
     from models.parity import load_served
 
-    with zipfile.ZipFile(artifacts / "torchserve" / f"{model}.mar") as mar:
+    reg = registered.load(model, artifacts).model
+    with zipfile.ZipFile(artifacts.resolve().parent / reg.artifacts["mar"]) as mar:
         mar.extractall(workdir)
     served = load_served(workdir)
-    return (lambda x: served.forward({"input": x})["logits"]), f"torch {torch.__version__}"
+    return served.forward, f"torch {torch.__version__}"
 
 
-def tf_forward(artifacts: Path, model: str) -> tuple[Forward, str]:
-    """Logits function from the SavedModel's serving signature, and the engine's name."""
+def tf_forward(artifacts: Path, model: str) -> tuple[Callable[[Tensors], Tensors], str]:
+    """Outputs by name from the SavedModel's serving signature (inputs by name), and the engine's name."""
     import tensorflow as tf
 
-    from models.specs import get_spec
+    reg = registered.load(model, artifacts).model
+    loaded = tf.saved_model.load(str(artifacts.resolve().parent / reg.artifacts["savedmodel"] / str(reg.version)))
+    fn = loaded.signatures["serving_default"]
 
-    sig = tf.saved_model.load(str(artifacts / "tfserving" / model / str(get_spec(model).version)))
-    fn = sig.signatures["serving_default"]
-    return (lambda x: fn(input=tf.constant(x))["logits"].numpy()), f"tensorflow {tf.__version__}"
+    def forward(x: Tensors) -> Tensors:
+        return {name: value.numpy() for name, value in fn(**{k: tf.constant(v) for k, v in x.items()}).items()}
+
+    return forward, f"tensorflow {tf.__version__}"
 
 
-def measure(fn: Forward, x: np.ndarray, expected: np.ndarray, iters: int, warmup: int, budget_s: float) -> Recorder:
-    """Time `iters` calls (after `warmup` unrecorded ones), bounded by `budget_s`; answers are checked."""
+def measure(
+    fn: Forward,
+    x: Any,
+    expected: Any,
+    iters: int,
+    warmup: int,
+    budget_s: float,
+    right: Callable[[Any, Any], bool] = lambda got, want: is_right(np.asarray(got), want),
+) -> Recorder:
+    """Time `iters` calls of `fn(x)` (after `warmup` unrecorded ones), bounded by `budget_s`; every answer is
+    checked with `right(answer, expected)` (default: logits, top-1 equal and within 1e-3)."""
     rec = Recorder("floor")
     deadline = time.perf_counter() + budget_s
     for i in range(warmup + iters):
@@ -59,10 +78,14 @@ def measure(fn: Forward, x: np.ndarray, expected: np.ndarray, iters: int, warmup
         out = fn(x)
         t1 = time.perf_counter()
         if i >= warmup:
-            rec.record(t0, t0, t1, "ok" if is_right(np.asarray(out), expected) else "wrong")
+            rec.record(t0, t0, t1, "ok" if right(out, expected) else "wrong")
         if t1 > deadline:
             break
     return rec
+
+
+def _within(got: Tensors, want: Tensors, atol: float, rtol: float) -> bool:
+    return registered.close(got, want, atol, rtol)
 
 
 def floor_entries(
@@ -76,7 +99,8 @@ def floor_entries(
     """summary.json `floor` entries for both frameworks, every model and batch size."""
     out: list[dict[str, Any]] = []
     for model in models:
-        ref = load_reference(model, artifacts)
+        ref = registered.load(model, artifacts)
+        right = functools.partial(_within, atol=ref.model.tolerance.atol, rtol=ref.model.tolerance.rtol)
         with tempfile.TemporaryDirectory() as tmp:
             engines = {
                 "torchserve": torch_forward(artifacts, model, Path(tmp)),
@@ -84,8 +108,10 @@ def floor_entries(
             }
             for framework, (fn, engine) in engines.items():
                 for b in batches:
-                    idx = [i % len(ref.inputs) for i in range(b)]
-                    rec = measure(fn, ref.inputs[idx], ref.logits[idx], iters, max(5, iters // 10), budget_s)
+                    idx = [i % len(ref) for i in range(b)]
+                    x = {k: np.ascontiguousarray(v[idx]) for k, v in ref.inputs.items()}
+                    want = {k: v[idx] for k, v in ref.outputs.items()}
+                    rec = measure(fn, x, want, iters, max(5, iters // 10), budget_s, right)
                     if rec.totals.counts["wrong"]:
                         raise RuntimeError(f"{framework} {model}: in-process answers differ from the reference")
                     out.append(

@@ -176,9 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.floor is not None and args.floor.exists():
         floor_entries = json.loads(args.floor.read_text(encoding="utf-8"))
     elif not args.no_floor:
-        # No in-process floor for registered models yet: the floor loads the zoo's own artifacts.
-        zoo = [m for m in plan.models if not registered.is_registered(m, args.artifacts)]
-        floor_entries = floor(zoo, args.artifacts, run_dir / "floor.json", args.quick) if zoo else []
+        floor_entries = floor(plan.models, args.artifacts, run_dir / "floor.json", args.quick)
     meter = resources.meter_for(stack)
     points, idle = run_all(targets, plan, stack, run_dir, harness, meter)
     summary = {

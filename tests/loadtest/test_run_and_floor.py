@@ -62,3 +62,30 @@ def test_floor_measurement_records_checked_forwards() -> None:
     assert rec.totals.counts["ok"] == 20 == rec.totals.from_send.get_total_count()
     wrong = measure(forward, ref.inputs[:8], ref.logits[8:16], iters=5, warmup=0, budget_s=20.0)
     assert wrong.totals.counts["wrong"] == 5  # the check can fail
+
+
+def test_the_floor_runs_a_registered_models_own_artifacts_and_checks_every_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """textclf (a spec: two INT64 inputs) in-process on both engines, from its .mar and SavedModel; a reference
+    shifted by one row makes the same forwards wrong, so the check can fail."""
+    if not (ARTIFACTS / "registry" / "textclf.json").exists():
+        pytest.skip("artifacts missing: run `make export` first")
+    from loadtest import floor, registered
+
+    entries = floor.floor_entries(ARTIFACTS, ["textclf"], [1, 4], iters=10, budget_s=20.0)
+    assert [(e["framework"], e["batch"]) for e in entries] == [
+        ("torchserve", 1), ("torchserve", 4), ("tfserving", 1), ("tfserving", 4),
+    ]  # fmt: skip
+    assert all(e["model"] == "textclf" and e["latency_ms"]["p50"] > 0 for e in entries)
+    real = registered.load
+
+    def shifted(name: str, artifacts: Path) -> registered.RegisteredReference:
+        ref = real(name, artifacts)
+        return registered.RegisteredReference(
+            ref.model, ref.inputs, {k: np.roll(v, 1, axis=0) for k, v in ref.outputs.items()}
+        )
+
+    monkeypatch.setattr(registered, "load", shifted)
+    with pytest.raises(RuntimeError, match="torchserve textclf: in-process answers differ"):
+        floor.floor_entries(ARTIFACTS, ["textclf"], [4], iters=5, budget_s=20.0)
