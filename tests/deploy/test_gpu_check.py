@@ -86,7 +86,7 @@ def test_a_cpu_torch_in_the_gpu_venv_is_an_error(tmp_path: Path) -> None:
     assert not list(venv.glob(".installed-*"))  # the next run tries again
 
 
-def test_gpu_requirements_pin_the_main_venvs_torch_and_numpy() -> None:
+def test_gpu_requirements_pin_the_main_venvs_torch_numpy_and_torchserve() -> None:
     gpu = {
         line.split("==")[0]: line.split("==")[1] for line in (REPO / "requirements/gpu.txt").read_text().splitlines()
         if "==" in line and not line.startswith("#")
@@ -94,6 +94,8 @@ def test_gpu_requirements_pin_the_main_venvs_torch_and_numpy() -> None:
     constraints = (REPO / "requirements/constraints.txt").read_text()
     assert f"torch=={gpu['torch']}+cpu" in constraints  # the same release, CUDA build instead of CPU
     assert f"numpy=={gpu['numpy']}" in constraints
+    # The check loads each .mar through its own handler, which imports ts.utils.util as inside TorchServe.
+    assert f"torchserve=={gpu['torchserve']}" in constraints
 
 
 def test_the_check_itself_exits_2_on_a_torch_without_cuda() -> None:
