@@ -8,9 +8,10 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
-from gateway.codec_tf import decode_predict, encode_predict
+from gateway.backends.base import TF_REST_PREDICT
+from gateway.codec_tf import decode_predict, encode_predict, forwardable, parse_predict
 from gateway.codec_v2 import HEADER_LENGTH, decode_inputs, encode_response, metadata_json, parse_body, requested_outputs
-from gateway.core import DataPlane, InferRequest, InferResult
+from gateway.core import DataPlane, InferRequest, InferResult, RawBody
 from gateway.telemetry import request_id
 from gateway.tensors import InferTensor
 
@@ -103,10 +104,15 @@ async def tf_predict(request: Request) -> Response:
     model, version = request.path_params["model"], request.path_params.get("version")
     plane = _plane(request)
     meta = plane.model_metadata(model, version)
-    payload, _ = parse_body(await request.body(), None)
+    body = await request.body()
+    payload, same_bytes = parse_predict(body)
     inputs, form = decode_predict(payload, meta)
-    result = await plane.infer(_core_request(request, model, version, inputs, None))
-    return Response(encode_predict(result.outputs, form), media_type=JSON, headers=_served_by(result, start))
+    req = _core_request(request, model, version, inputs, None)
+    if same_bytes and forwardable(payload, meta):  # validated above; a TF side over REST may take the bytes as they are
+        req.raw = RawBody(body, TF_REST_PREDICT)
+    result = await plane.infer(req)
+    answer = result.raw if result.raw is not None else encode_predict(result.outputs, form)
+    return Response(answer, media_type=JSON, headers=_served_by(result, start))
 
 
 @router.get("/metrics")
