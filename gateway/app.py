@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
 from gateway import openapi, rest
 from gateway.auth import OPEN_PATHS, ApiKeys
@@ -17,6 +19,7 @@ from gateway.backends import Backend, build_backends
 from gateway.core import DataPlane
 from gateway.errors import GatewayError, InvalidArgument, error_body, render_http, retry_after
 from gateway.exposure import metrics_public
+from gateway.fastpath import InferenceFastPath
 from gateway.middleware import ApiKeyMiddleware, BodySizeLimit, RequestContext
 from gateway.settings import Settings
 from gateway.telemetry import Metrics, configure_logging
@@ -33,6 +36,19 @@ def error_response(exc: BaseException, unavailable_retry: float = 1.0) -> Respon
     """`exc` as a Response, rendered by errors.render_http (the one HTTP rendering of every error)."""
     error = render_http(exc, unavailable_retry)
     return Response(error.body, status_code=error.status, headers=dict(error.headers), media_type="application/json")
+
+
+class GatewayApp(FastAPI):
+    """FastAPI with the gateway's own pure-ASGI layers outside its stack: request id, API keys, size limits, then
+    the inference fast path (gateway/fastpath.py); only what the fast path leaves goes through FastAPI's error
+    middlewares and router. `outer` wraps FastAPI's stack once, when Starlette builds it."""
+
+    def __init__(self, outer: Callable[[ASGIApp], Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._outer = outer
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self._outer(super().build_middleware_stack())  # type: ignore[no-any-return]
 
 
 def create_app(settings: Settings | None = None, *, backends: dict[str, Backend] | None = None) -> FastAPI:
@@ -67,7 +83,17 @@ def create_app(settings: Settings | None = None, *, backends: dict[str, Backend]
     # Telemetry is our own (Prometheus, JSON logs); FastAPI's OpenTelemetry hook would look up three global
     # providers on every request to find them unconfigured.
     no_otel: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=no_otel)
+    lim = settings.limits
+    open_paths = OPEN_PATHS if metrics_public(settings) else OPEN_PATHS - {"/metrics"}
+    retry_503 = unavailable_retry_s(settings)
+
+    def outer(inner: ASGIApp) -> Any:
+        # Outermost first at request time: request id, then auth, then the size limits, then the inference paths.
+        fast = InferenceFastPath(inner, app.state, retry_503)
+        limited = BodySizeLimit(fast, max_body_bytes=lim.max_body_bytes, max_header_bytes=lim.max_header_bytes)
+        return RequestContext(ApiKeyMiddleware(limited, keys=keys, open_paths=open_paths))
+
+    app = GatewayApp(outer, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=no_otel)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.retry_after_503 = retry_after(unavailable_retry_s(settings))
@@ -94,12 +120,6 @@ def create_app(settings: Settings | None = None, *, backends: dict[str, Backend]
         log.exception("unhandled error")
         return error_response(exc, unavailable_retry_s(settings))
 
-    # Outermost first at request time: request id, then auth, then the body limit, then routing.
-    lim = settings.limits
-    app.add_middleware(BodySizeLimit, max_body_bytes=lim.max_body_bytes, max_header_bytes=lim.max_header_bytes)
-    open_paths = OPEN_PATHS if metrics_public(settings) else OPEN_PATHS - {"/metrics"}
-    app.add_middleware(ApiKeyMiddleware, keys=keys, open_paths=open_paths)
-    app.add_middleware(RequestContext)
     return app
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gateway.codec_v2 import DuplicateKeyError, parse_body
 from gateway.errors import InvalidArgument
 from gateway.metadata import ModelMetadata
 from gateway.tensors import InferTensor, decode_json
@@ -42,6 +43,30 @@ def decode_predict(payload: dict[str, Any], meta: ModelMetadata) -> tuple[list[I
             raise InvalidArgument(f"input {name!r} is not a rectangular array") from None
         inputs.append(decode_json(name, spec[name].datatype, shape, value))
     return inputs, form
+
+
+def parse_predict(body: bytes) -> tuple[dict[str, Any], bool]:
+    """The JSON object of a predict body, and whether TF Serving reads the very values we parse from these bytes
+    (UTF-8 without a BOM, no key named twice): only then may the bytes go on unchanged once those values passed."""
+    if json.detect_encoding(body) == "utf-8":
+        try:
+            return parse_body(body, None, unique_keys=True)[0], True
+        except DuplicateKeyError:
+            pass
+    return parse_body(body, None)[0], False
+
+
+def forwardable(payload: dict[str, Any], meta: ModelMetadata) -> bool:
+    """Whether TF Serving may answer a decoded (so validated) predict body itself: the body asks for nothing we did
+    not check (only `instances` or `inputs`; no `signature_name`; instances name exactly the inputs; no BYTES,
+    which TF's JSON spells as base64 objects) and TF's answer has the form encode_predict gives (its outputs by
+    name: TF leaves a lone output unnamed, the gateway names it, so one-output models stay on the decoded path)."""
+    if len(payload) != 1 or len(meta.outputs) < 2 or any(t.datatype == "BYTES" for t in meta.inputs):
+        return False
+    rows = payload.get("instances")
+    if rows is None:
+        return "inputs" in payload
+    return not isinstance(rows[0], dict) or all(len(row) == len(meta.inputs) for row in rows)
 
 
 def encode_predict(outputs: list[InferTensor], form: Form) -> bytes:

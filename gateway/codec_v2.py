@@ -12,8 +12,15 @@ from gateway.tensors import InferTensor, decode_binary, decode_json, encode_bina
 HEADER_LENGTH = "inference-header-content-length"
 
 
-def parse_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
-    """Split a request into its JSON header and the binary tail (empty without the extension)."""
+class DuplicateKeyError(Exception):
+    """A JSON object names one key twice (parse_body with `unique_keys`): parsers disagree on which one counts."""
+
+
+def parse_body(
+    body: bytes, header_length: str | None, *, unique_keys: bool = False
+) -> tuple[dict[str, Any], memoryview]:
+    """Split a request into its JSON header and the binary tail (empty without the extension); with `unique_keys`,
+    DuplicateKeyError when some object names a key twice."""
     view = memoryview(body)
     if header_length is not None:
         if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
@@ -26,7 +33,8 @@ def parse_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
         head, tail = view, memoryview(b"")
     try:
         raw = bytes(head)
-        payload = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # json.loads, minus a decoder
+        decoder = _UNIQUE_DECODER if unique_keys else _DECODER
+        payload = decoder.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # json.loads, minus a decoder
     except RecursionError:
         raise InvalidArgument("request body is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
@@ -41,7 +49,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON; send finite numbers")
 
 
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise DuplicateKeyError
+    return obj
+
+
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_UNIQUE_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique)
 
 
 def _params(item: dict[str, Any]) -> dict[str, Any]:

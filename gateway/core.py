@@ -33,6 +33,18 @@ class ServerMetadata:
     extensions: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class RawBody:
+    """The request's own bytes in a backend wire format (backends/base.py, e.g. TF_REST_PREDICT).
+
+    Offered by an adapter whose body a backend might take unchanged; the core forwards it only when the plan has
+    one backend (no mirror needs the tensors, no fallback may speak another protocol) and that backend `forwards`
+    the format. The decoded `inputs` are validated either way."""
+
+    body: bytes
+    wire: str
+
+
 @dataclass
 class InferRequest:
     """One inference as the core sees it, whatever protocol it came in on.
@@ -49,6 +61,7 @@ class InferRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     protocol: str = "rest"
     deadline_s: float | None = None
+    raw: RawBody | None = None
 
 
 @dataclass
@@ -60,6 +73,8 @@ class InferResult:
     outputs: list[InferTensor]
     backend: str
     upstream_s: float = 0.0
+    raw: bytes | None = None
+    """The upstream's answer as it came, when the request was forwarded (`outputs` is then empty)."""
 
 
 class DataPlane:
@@ -170,14 +185,20 @@ class DataPlane:
             deadline = Deadline.after(req.deadline_s, f"client deadline of {req.deadline_s:.3g}s")
         else:
             deadline = Deadline.after(route.timeout_s, self._route_deadline[req.model])
-        result = await self._run(req, chosen, deadline)
-        if req.outputs:
+        forward = (
+            req.raw is not None
+            and chosen.fallback is None
+            and chosen.shadow is None
+            and self.backends[chosen.primary].forwards(req.model, req.raw.wire)
+        )
+        result = await self._run(req, chosen, deadline, forward)
+        if req.outputs and not forward:
             result.outputs = [t for t in result.outputs if t.name in req.outputs]
         if chosen.shadow:
             self.shadow.submit(req.model, req.version, chosen.shadow, req.inputs, result.outputs, req.request_id)
         return result
 
-    async def _run(self, req: InferRequest, chosen: Plan, deadline: Deadline) -> InferResult:
+    async def _run(self, req: InferRequest, chosen: Plan, deadline: Deadline, forward: bool = False) -> InferResult:
         """The primary, then (failover) the fallback, all within the one `deadline`. With a fallback, the primary
         gets at most its share (`failover_after_s`, default half the deadline): an upstream that stopped answering
         (a stopped container's address drops packets; nothing refuses the connection) must leave the fallback time
@@ -198,10 +219,17 @@ class DataPlane:
             if chosen.fallback is not None and backend == chosen.primary:
                 share = route.failover_after_s or deadline.remaining() / 2
                 attempt = deadline.cut(share, f"failover_after_s of {share:.3g}s")
+            raw: bytes | None = None
+            outputs: list[InferTensor] = []
             try:
-                outputs = await self.upstreams.call(
-                    req.model, backend, req.version, req.inputs, req.request_id, attempt
-                )
+                if forward and req.raw is not None:  # the plan has this one backend, which takes the body as it is
+                    raw = await self.upstreams.forward(
+                        req.model, backend, req.version, req.raw.body, req.request_id, attempt
+                    )
+                else:
+                    outputs = await self.upstreams.call(
+                        req.model, backend, req.version, req.inputs, req.request_id, attempt
+                    )
             except (UpstreamError, UpstreamTimeout, Unavailable) as exc:
                 upstream += time.perf_counter() - t0
                 if chosen.fallback is None or backend == chosen.fallback:
@@ -210,5 +238,5 @@ class DataPlane:
                 continue
             upstream += time.perf_counter() - t0
             version = req.version or self.registry.models[req.model].versions[-1]
-            return InferResult(req.model, version, outputs, backend, upstream)
+            return InferResult(req.model, version, outputs, backend, upstream, raw)
         raise UpstreamTimeout(f"{deadline.what} passed before the failover attempt", backend=tried)

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NamedTuple
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
-from gateway.codec_tf import decode_predict, encode_predict
+from gateway.backends.base import TF_REST_PREDICT
+from gateway.codec_tf import decode_predict, encode_predict, forwardable, parse_predict
 from gateway.codec_v2 import HEADER_LENGTH, decode_inputs, encode_response, metadata_json, parse_body, requested_outputs
-from gateway.core import DataPlane, InferRequest, InferResult
+from gateway.core import DataPlane, InferRequest, InferResult, RawBody
 from gateway.telemetry import request_id
 from gateway.tensors import InferTensor
 
 router = APIRouter()
 JSON = "application/json"
+OCTETS = "application/octet-stream"
 
 
 def _plane(request: Request) -> DataPlane:
@@ -34,9 +37,9 @@ def _served_by(result: InferResult, start: float) -> dict[str, str]:
 
 
 def _core_request(
-    request: Request, model: str, version: str | None, inputs: list[InferTensor], outputs: list[str] | None
+    headers: Mapping[str, str], model: str, version: str | None, inputs: list[InferTensor], outputs: list[str] | None
 ) -> InferRequest:
-    return InferRequest(model, version, inputs, outputs, request_id.get(), request.headers, "rest")
+    return InferRequest(model, version, inputs, outputs, request_id.get(), headers, "rest")
 
 
 def _health(request: Request, ok: bool) -> Response:
@@ -79,34 +82,66 @@ async def model_ready(request: Request, model: str, version: str | None = None) 
     return _health(request, _plane(request).model_ready(model, version, request.headers, "rest"))
 
 
-async def infer(request: Request) -> Response:
-    """v2 inference with JSON tensors and the binary tensor extension."""
-    start = time.perf_counter()
-    model, version = request.path_params["model"], request.path_params.get("version")
-    payload, tail = parse_body(await request.body(), request.headers.get(HEADER_LENGTH))
+class Answer(NamedTuple):
+    """An inference answer as HTTP sends it: body, media type, extra headers."""
+
+    body: bytes
+    media_type: str
+    headers: dict[str, str]
+
+
+async def infer_v2(
+    plane: DataPlane, model: str, version: str | None, headers: Mapping[str, str], body: bytes, start: float
+) -> Answer:
+    """v2 inference with JSON tensors and the binary tensor extension (`headers`: lowercase names; `start`: when
+    the request came in, for Server-Timing)."""
+    payload, tail = parse_body(body, headers.get(HEADER_LENGTH))
     inputs = decode_inputs(payload, tail)
     requested, binary, binary_default = requested_outputs(payload)
-    result = await _plane(request).infer(_core_request(request, model, version, inputs, requested))
+    result = await plane.infer(_core_request(headers, model, version, inputs, requested))
     head: dict[str, Any] = {"model_name": result.model, "model_version": result.version}
     if isinstance(payload.get("id"), str):
         head["id"] = payload["id"]
-    body, header_length = encode_response(head, result.outputs, binary, binary_default, requested)
+    out, header_length = encode_response(head, result.outputs, binary, binary_default, requested)
     if header_length is None:
-        return Response(body, media_type=JSON, headers=_served_by(result, start))
-    headers = {"Inference-Header-Content-Length": str(header_length), **_served_by(result, start)}
-    return Response(body, media_type="application/octet-stream", headers=headers)
+        return Answer(out, JSON, _served_by(result, start))
+    return Answer(out, OCTETS, {"Inference-Header-Content-Length": str(header_length), **_served_by(result, start)})
 
 
-async def tf_predict(request: Request) -> Response:
+async def predict_tf(
+    plane: DataPlane, model: str, version: str | None, headers: Mapping[str, str], body: bytes, start: float
+) -> Answer:
     """TF Serving's REST predict (`instances` rows or `inputs` columns) for curl users."""
-    start = time.perf_counter()
-    model, version = request.path_params["model"], request.path_params.get("version")
-    plane = _plane(request)
     meta = plane.model_metadata(model, version)
-    payload, _ = parse_body(await request.body(), None)
+    payload, same_bytes = parse_predict(body)
     inputs, form = decode_predict(payload, meta)
-    result = await plane.infer(_core_request(request, model, version, inputs, None))
-    return Response(encode_predict(result.outputs, form), media_type=JSON, headers=_served_by(result, start))
+    req = _core_request(headers, model, version, inputs, None)
+    if same_bytes and forwardable(payload, meta):  # validated above; a TF side over REST may take the bytes as they are
+        req.raw = RawBody(body, TF_REST_PREDICT)
+    result = await plane.infer(req)
+    answer = result.raw if result.raw is not None else encode_predict(result.outputs, form)
+    return Answer(answer, JSON, _served_by(result, start))
+
+
+Handler = Callable[[DataPlane, str, "str | None", Mapping[str, str], bytes, float], Awaitable[Answer]]
+
+
+def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """`handler` as a Starlette endpoint (gateway/fastpath.py serves these paths before Starlette does)."""
+
+    async def endpoint(request: Request) -> Response:
+        start = time.perf_counter()
+        params = request.path_params
+        body = await request.body()
+        answer = await handler(_plane(request), params["model"], params.get("version"), request.headers, body, start)
+        return Response(answer.body, media_type=answer.media_type, headers=answer.headers)
+
+    endpoint.__doc__ = handler.__doc__
+    return endpoint
+
+
+infer = _endpoint(infer_v2)
+tf_predict = _endpoint(predict_tf)
 
 
 @router.get("/metrics")
@@ -115,12 +150,15 @@ async def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
 
-INFERENCE_ROUTES = (
-    ("/v2/models/{model}/infer", infer),
-    ("/v2/models/{model}/versions/{version}/infer", infer),
-    ("/v1/models/{model}:predict", tf_predict),
-    ("/v1/models/{model}/versions/{version}:predict", tf_predict),
+INFERENCE_HANDLERS: tuple[tuple[str, Handler], ...] = (
+    ("/v2/models/{model}/infer", infer_v2),
+    ("/v2/models/{model}/versions/{version}/infer", infer_v2),
+    ("/v1/models/{model}:predict", predict_tf),
+    ("/v1/models/{model}/versions/{version}:predict", predict_tf),
 )
+"""The inference paths and what answers them, served by gateway/fastpath.py ahead of FastAPI."""
+INFERENCE_ROUTES = tuple((path, infer if handler is infer_v2 else tf_predict) for path, handler in INFERENCE_HANDLERS)
+"""The same paths as Starlette routes: the fallback for what the fast path leaves (and the OpenAPI paths)."""
 
 
 def mount(app: FastAPI) -> None:

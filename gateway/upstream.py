@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 from gateway.backends.base import Backend
 from gateway.breaker import STATE_VALUE, CircuitBreaker
@@ -13,6 +14,8 @@ from gateway.limits import InFlightLimiter
 from gateway.settings import BreakerSettings
 from gateway.telemetry import Metrics
 from gateway.tensors import InferTensor
+
+T = TypeVar("T")
 
 
 class Upstreams:
@@ -49,6 +52,25 @@ class Upstreams:
     ) -> list[InferTensor]:
         """One upstream call through the backend's breaker and in-flight limit, ending by `deadline` at the latest
         and within the backend's own `timeout_s` of getting its slot (None: that timeout alone, as for a mirror)."""
+
+        def run(client: Backend, timeout_s: float, limit: str) -> Awaitable[list[InferTensor]]:
+            return client.infer(model, version, inputs, timeout_s=timeout_s, request_id=request_id, limit=limit)
+
+        return await self._guarded(model, backend, deadline, run)
+
+    async def forward(
+        self, model: str, backend: str, version: str | None, body: bytes, request_id: str, deadline: Deadline
+    ) -> bytes:
+        """A body already in the backend's wire format, sent as it is (Backend.forward), under the same guards."""
+
+        def run(client: Backend, timeout_s: float, limit: str) -> Awaitable[bytes]:
+            return client.forward(model, version, body, timeout_s=timeout_s, request_id=request_id, limit=limit)
+
+        return await self._guarded(model, backend, deadline, run)
+
+    async def _guarded(
+        self, model: str, backend: str, deadline: Deadline | None, run: Callable[[Backend, float, str], Awaitable[T]]
+    ) -> T:
         breaker = self.breakers[backend]
         if not breaker.allow():
             raise Unavailable(f"circuit open for {backend}", backend=backend, retry_after_s=breaker.retry_in_s())
@@ -68,19 +90,12 @@ class Upstreams:
             gauge = self.metrics.in_flight_of(backend)
             gauge.inc()
             try:
-                outputs = await client.infer(
-                    model,
-                    version,
-                    inputs,
-                    timeout_s=max(attempt.remaining(), 0.001),
-                    request_id=request_id,
-                    limit=attempt.what,
-                )
+                answer = await run(client, max(attempt.remaining(), 0.001), attempt.what)
             finally:
                 gauge.dec()
             outcome = "ok"
             breaker.record_success()
-            return outputs
+            return answer
         except (UpstreamError, UpstreamTimeout) as exc:
             outcome = exc.reason
             breaker.record_failure()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import aiohttp
 import grpc
@@ -13,6 +15,12 @@ from gateway.errors import GatewayError, InvalidArgument, UpstreamError, Upstrea
 from gateway.metadata import ModelMetadata
 from gateway.settings import BackendSettings
 from gateway.tensors import V2_TO_NUMPY, InferTensor
+
+T = TypeVar("T")
+
+TF_REST_PREDICT = "tf-rest-predict"
+"""A TF Serving REST `:predict` body (`instances` or `inputs`, no `signature_name`): the wire format a backend may
+take unchanged (Backend.forwards)."""
 
 
 class Backend(abc.ABC):
@@ -73,9 +81,23 @@ class Backend(abc.ABC):
         The one timer that guards an upstream call: the core hands down what is left of the request's deadline
         (gateway/deadline.py), and gRPC clients send the same figure to the server as its deadline.
         """
+        return await self._guard(self._infer(model, version, inputs, timeout_s, request_id), timeout_s, limit)
+
+    def forwards(self, model: str, wire: str) -> bool:
+        """Whether `forward` takes `model`'s request bodies in the wire format `wire` (e.g. TF_REST_PREDICT)."""
+        return False
+
+    async def forward(
+        self, model: str, version: str | None, body: bytes, *, timeout_s: float, request_id: str, limit: str = ""
+    ) -> bytes:
+        """Send a request body already in this backend's own wire format as it is, and return the bytes of its
+        answer undecoded; the same timer and error mapping as `infer` (only where `forwards` said yes)."""
+        return await self._guard(self._forward(model, version, body, request_id), timeout_s, limit)
+
+    async def _guard(self, call: Awaitable[T], timeout_s: float, limit: str) -> T:
         try:
             async with asyncio.timeout(timeout_s):
-                return await self._infer(model, version, inputs, timeout_s, request_id)
+                return await call
         except GatewayError:
             raise
         except TimeoutError:
@@ -85,6 +107,10 @@ class Backend(abc.ABC):
             raise map_grpc_error(self.name, err) from None
         except (aiohttp.ClientError, OSError, ValueError, KeyError, TypeError) as exc:
             raise UpstreamError(f"{type(exc).__name__}: {exc}", backend=self.name) from None
+
+    async def _forward(self, model: str, version: str | None, body: bytes, request_id: str) -> bytes:
+        """Protocol-specific pass-through (backends whose `forwards` says yes for some wire format)."""
+        raise NotImplementedError(f"{self.name} forwards no request bodies")
 
     @abc.abstractmethod
     async def _infer(

@@ -89,6 +89,16 @@ class PerModelBackend(Backend):
     ) -> list[InferTensor]:
         return await self.client(model).infer(model, version, inputs, timeout_s=timeout_s, request_id=request_id)
 
+    def forwards(self, model: str, wire: str) -> bool:
+        chosen = self.clients.get(model, self.shared)
+        return chosen is not None and chosen.forwards(model, wire)
+
+    async def forward(
+        self, model: str, version: str | None, body: bytes, *, timeout_s: float, request_id: str, limit: str = ""
+    ) -> bytes:
+        client = self.client(model)
+        return await client.forward(model, version, body, timeout_s=timeout_s, request_id=request_id, limit=limit)
+
     async def metadata(self, model: str, version: str | None, declared: ModelMetadata | None) -> ModelMetadata:
         return await self.client(model).metadata(model, version, declared)
 

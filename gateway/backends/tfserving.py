@@ -9,7 +9,7 @@ import aiohttp
 import numpy as np
 
 from contract._generated import twinserve_tfserving_pb2 as tf_pb2
-from gateway.backends.base import Backend, map_http_error
+from gateway.backends.base import TF_REST_PREDICT, Backend, map_http_error
 from gateway.errors import UpstreamError
 from gateway.metadata import ModelMetadata, TensorMeta
 from gateway.settings import TFServingSettings
@@ -18,6 +18,7 @@ from gateway.tensors import V2_TO_NUMPY, InferTensor
 # Our messages live in a private proto package; only the method path and field numbers go on the wire.
 PREDICTION_SERVICE = "/tensorflow.serving.PredictionService/"
 MODEL_SERVICE = "/tensorflow.serving.ModelService/"
+DEFAULT_SIG = "serving_default"  # what TF Serving runs for a REST body that names no signature
 
 V2_TO_TF = {
     "FP32": tf_pb2.DT_FLOAT,
@@ -150,6 +151,22 @@ class TFServingBackend(Backend):
             InferTensor.from_numpy(name, np.asarray(v, dtype=V2_TO_NUMPY[datatypes.get(name, "FP32")]))
             for name, v in sorted(outputs.items())
         ]
+
+    def forwards(self, model: str, wire: str) -> bool:
+        """TF's own `:predict` bodies, over REST, when the signature is the one a body without a name gets."""
+        rest = self.settings.protocol == "rest"
+        return wire == TF_REST_PREDICT and rest and self.settings.signature_name == DEFAULT_SIG
+
+    async def _forward(self, model: str, version: str | None, body: bytes, request_id: str) -> bytes:
+        async with self.http.post(
+            self._url(model, version, ":predict"),
+            data=body,
+            headers={"X-Request-ID": request_id, "Content-Type": "application/json"},
+        ) as resp:
+            raw = await resp.read()
+            if resp.status != 200:
+                raise map_http_error(self.name, resp.status, _error_text(raw))
+        return raw
 
     async def metadata(self, model: str, version: str | None, declared: ModelMetadata | None) -> ModelMetadata:
         """The serving signature from GetModelMetadata (gRPC) or `/metadata` (REST)."""

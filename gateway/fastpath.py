@@ -1,0 +1,94 @@
+"""The inference endpoints as one pure ASGI layer in front of FastAPI's own stack.
+
+Every POST to an inference path (rest.INFERENCE_HANDLERS) is answered here: the body read from `receive`, the
+handler called with the path's two parameters, the answer sent as two ASGI messages. Everything else (health,
+metadata, /metrics, OpenAPI, 404s and 405s) goes on to FastAPI, where the same paths are also registered as the
+fallback. It sits inside the request id, API key and size limit layers (gateway/app.py), so those apply as they
+do to every route; errors are rendered by errors.render_http as FastAPI's handlers render them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from starlette.routing import compile_path
+
+from gateway.errors import GatewayError, render_http
+from gateway.rest import INFERENCE_HANDLERS, Answer, Handler
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+
+ROUTES: tuple[tuple[re.Pattern[str], Handler], ...] = tuple(
+    (compile_path(path)[0], handler) for path, handler in INFERENCE_HANDLERS
+)
+"""Starlette's own regexes for the paths, so a path matches here exactly when it would match there."""
+
+
+def _match(path: str) -> tuple[Handler, dict[str, str]] | None:
+    """The handler of an inference path and the path's parameters, or None."""
+    for regex, handler in ROUTES:
+        match = regex.match(path)
+        if match is not None:
+            return handler, match.groupdict()
+    return None
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Lowercase names (as ASGI servers give them) to values; the first of repeated names wins, as in Starlette."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(raw)}
+
+
+async def _body(receive: Any) -> bytes | None:
+    """The whole request body, or None when the client went away first."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class InferenceFastPath:
+    """Serve the inference POSTs; pass everything else to `app`. `state`: the app's state (its `plane` is set
+    by the lifespan); `unavailable_retry_s`: the Retry-After of a 503 that knows no better."""
+
+    def __init__(self, app: Any, state: Any, unavailable_retry_s: float) -> None:
+        self.app = app
+        self.state = state
+        self.unavailable_retry_s = unavailable_retry_s
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
+            await self.app(scope, receive, send)
+            return
+        found = _match(scope["path"])
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        handler, params = found
+        try:
+            body = await _body(receive)
+            if body is None:
+                return
+            headers = _headers(scope["headers"])
+            answer = await handler(self.state.plane, params["model"], params.get("version"), headers, body, start)
+        except Exception as exc:
+            if not isinstance(exc, GatewayError):
+                log.exception("unhandled error")
+            error = render_http(exc, self.unavailable_retry_s)
+            answer = Answer(error.body, "application/json", dict(error.headers))
+            status = error.status
+        else:
+            status = 200
+        raw = [(b"content-length", str(len(answer.body)).encode()), (b"content-type", answer.media_type.encode())]
+        raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": answer.body})
