@@ -113,6 +113,15 @@ def _contract_stack() -> StackInfo:
     return StackInfo("contract", hosts, dict(CONTRACT_PORTS), frozenset(hosts), "standin", Path("run"))
 
 
+def gateway_notes(has_gateway: bool, points: list[dict[str, Any]]) -> list[str]:
+    """Why the report has no gateway rows, when it has none: the gateway was down, or --targets left it out."""
+    if any(p["target"]["path"] == "gateway" for p in points):
+        return []
+    if has_gateway:
+        return ["No gateway targets were measured: --targets selected direct paths only."]
+    return ["The gateway was not running: no gateway targets measured."]
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
     """Models, criteria and rates from the options."""
     models = (args.models or ("digits" if args.quick else BUILTIN_MODELS)).split(",")
@@ -191,9 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             slo_ms_by_model={m: plan.slo(m) for m in plan.models},
             stack=stack,
             stand_in=stack.tf_side != "real",
-            notes=[]
-            if any(p["target"]["path"] == "gateway" for p in points)
-            else ["The gateway was not running: no gateway targets measured."],
+            notes=gateway_notes(stack.has_gateway, points),
         ),
         "floor": floor_entries,
     }

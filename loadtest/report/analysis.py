@@ -231,6 +231,12 @@ def _conclusion(best: dict[str, dict[str, Any]], stand_in: bool) -> str:
     name = {fw: NAMES[fw] + (" (stand-in)" if stand_in and fw == "tfserving" else "") for fw in best}
     if lower_bound[lo]:
         return f"No winner can be named: {name[lo]}'s figure is a lower bound ({BOUNDS[bounds[lo]]})."
+    hi_passed, lo_failed = (best[hi]["bracket"] or {}).get("passed"), (best[lo]["bracket"] or {}).get("bounded_at")
+    if hi_passed is not None and lo_failed is not None and hi_passed < lo_failed:
+        return (
+            f"No winner can be named: the capacity brackets overlap ({name[hi]} {bracket_text(best[hi]['bracket'])}; "
+            f"{name[lo]} {bracket_text(best[lo]['bracket'])}); a finer search (--max-points) would separate them."
+        )
     ratio = best[hi]["rps"] / best[lo]["rps"] if best[lo]["rps"] else float("inf")
     more = " at least" if lower_bound[hi] else ""
     return f"{name[hi]} sustained{more} {ratio:.2f}× the rate of {name[lo]}."
