@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,4 +97,4 @@ def test_the_selftest_spec_is_where_the_script_expects_it() -> None:
     """scripts/test-containers.sh registers this spec; a move would silently drop the user model from the run."""
     script = (REPO / "scripts" / "test-containers.sh").read_text(encoding="utf-8")
     assert "tests/byom/specs/pairs.py" in script and SELFTEST_MODEL in script
-    assert Path(REPO / "tests" / "byom" / "specs" / "pairs.py").is_file()
+    assert (REPO / "tests" / "byom" / "specs" / "pairs.py").is_file()
