@@ -7,11 +7,11 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
-import aiohttp
 import grpc
 import numpy as np
 
 from gateway.errors import GatewayError, InvalidArgument, UpstreamError, UpstreamTimeout
+from gateway.httpclient import HTTPClient, HTTPClientError
 from gateway.metadata import ModelMetadata
 from gateway.settings import BackendSettings
 from gateway.tensors import V2_TO_NUMPY, InferTensor
@@ -24,22 +24,19 @@ take unchanged (Backend.forwards)."""
 
 
 class Backend(abc.ABC):
-    """A client for one serving stack; owns its pooled HTTP session or gRPC channel."""
+    """A client for one serving stack; owns its pooled HTTP client and gRPC channel."""
 
     name: str
 
     def __init__(self, settings: BackendSettings) -> None:
         self.settings = settings
-        self.session: aiohttp.ClientSession | None = None
+        self._http: HTTPClient | None = None
         self.channel: grpc.aio.Channel | None = None
 
     async def start(self) -> None:
-        """Open the pooled HTTP session and the gRPC channel (once, in the app lifespan)."""
-        connector = aiohttp.TCPConnector(limit=self.settings.pool_size, keepalive_timeout=30)
-        # Every call is bounded by our own deadline (infer) or its own ClientTimeout (health); aiohttp's default
-        # 5-minute total would arm and cancel one more timer per request, and silently cap longer timeouts.
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
-        self.session = aiohttp.ClientSession(connector=connector, raise_for_status=False, timeout=timeout)
+        """Open the pooled HTTP client and the gRPC channel (once, in the app lifespan)."""
+        # Every call is bounded by our own deadline (infer) or its own timeout_s (metadata, health): no second timer.
+        self._http = HTTPClient(self.settings.pool_size)
         options = [
             ("grpc.max_receive_message_length", 256 << 20),
             ("grpc.max_send_message_length", 256 << 20),
@@ -47,17 +44,17 @@ class Backend(abc.ABC):
         self.channel = grpc.aio.insecure_channel(self.settings.grpc_target, options=options)
 
     async def close(self) -> None:
-        """Close the session and the channel."""
-        if self.session is not None:
-            await self.session.close()
+        """Close the HTTP client and the channel."""
+        if self._http is not None:
+            await self._http.close()
         if self.channel is not None:
             await self.channel.close()
 
     @property
-    def http(self) -> aiohttp.ClientSession:
-        """The pooled session (start() must have run)."""
-        assert self.session is not None, "backend not started"
-        return self.session
+    def http(self) -> HTTPClient:
+        """The pooled HTTP client (start() must have run)."""
+        assert self._http is not None, "backend not started"
+        return self._http
 
     @property
     def grpc(self) -> grpc.aio.Channel:
@@ -105,7 +102,7 @@ class Backend(abc.ABC):
             raise UpstreamTimeout(f"no answer within {timeout_s:.3g}s{why}", backend=self.name) from None
         except grpc.aio.AioRpcError as err:
             raise map_grpc_error(self.name, err) from None
-        except (aiohttp.ClientError, OSError, ValueError, KeyError, TypeError) as exc:
+        except (HTTPClientError, OSError, ValueError, KeyError, TypeError) as exc:
             raise UpstreamError(f"{type(exc).__name__}: {exc}", backend=self.name) from None
 
     async def _forward(self, model: str, version: str | None, body: bytes, request_id: str) -> bytes:

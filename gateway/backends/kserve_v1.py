@@ -35,17 +35,17 @@ class KServeV1Backend(Backend):
     ) -> list[InferTensor]:
         if len(inputs) != 1:  # v1 instances are rows of one tensor
             raise UpstreamError(f"KServe v1 instances carry one input tensor, got {len(inputs)}", backend=self.name)
-        body = json.dumps({"instances": inputs[0].data.tolist()})
-        async with self.http.post(
+        body = json.dumps({"instances": inputs[0].data.tolist()}).encode()
+        reply = await self.http.request(
+            "POST",
             f"{self.settings.rest_url}/v1/models/{model}:predict",
-            data=body,
+            body,
             # KServe forwards x-request-id to the predictor, so one id follows the request through both hops.
-            headers={"Content-Type": "application/json", "X-Request-ID": request_id},
-        ) as resp:
-            raw = await resp.read()
-            if resp.status != 200:
-                raise map_http_error(self.name, resp.status, _error_text(raw))
-        return rows_to_tensors(json.loads(raw), self.name)
+            {"Content-Type": "application/json", "X-Request-ID": request_id},
+        )
+        if reply.status != 200:
+            raise map_http_error(self.name, reply.status, _error_text(reply.body))
+        return rows_to_tensors(reply.json(), self.name)
 
     async def metadata(self, model: str, version: str | None, declared: ModelMetadata | None) -> ModelMetadata:
         """The declared signature, proved by a batch-of-1 probe (KServe v1 has no metadata call)."""

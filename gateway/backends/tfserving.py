@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiohttp
 import numpy as np
 
 from contract._generated import twinserve_tfserving_pb2 as tf_pb2
@@ -133,15 +132,15 @@ class TFServingBackend(Backend):
             "signature_name": self.settings.signature_name,
             "inputs": {t.name: t.data.tolist() for t in inputs},
         }
-        async with self.http.post(
+        reply = await self.http.request(
+            "POST",
             self._url(model, version, ":predict"),
-            data=json.dumps(body),
-            headers={"X-Request-ID": request_id, "Content-Type": "application/json"},
-        ) as resp:
-            raw = await resp.read()
-            if resp.status != 200:
-                raise map_http_error(self.name, resp.status, _error_text(raw))
-        outputs = json.loads(raw)["outputs"]
+            json.dumps(body).encode(),
+            {"X-Request-ID": request_id, "Content-Type": "application/json"},
+        )
+        if reply.status != 200:
+            raise map_http_error(self.name, reply.status, _error_text(reply.body))
+        outputs = reply.json()["outputs"]
         datatypes = self._outputs.get(model, {})
         if not isinstance(outputs, dict):  # TF Serving drops the name when the signature has one output
             if len(datatypes) != 1:
@@ -158,15 +157,15 @@ class TFServingBackend(Backend):
         return wire == TF_REST_PREDICT and rest and self.settings.signature_name == DEFAULT_SIG
 
     async def _forward(self, model: str, version: str | None, body: bytes, request_id: str) -> bytes:
-        async with self.http.post(
+        reply = await self.http.request(
+            "POST",
             self._url(model, version, ":predict"),
-            data=body,
-            headers={"X-Request-ID": request_id, "Content-Type": "application/json"},
-        ) as resp:
-            raw = await resp.read()
-            if resp.status != 200:
-                raise map_http_error(self.name, resp.status, _error_text(raw))
-        return raw
+            body,
+            {"X-Request-ID": request_id, "Content-Type": "application/json"},
+        )
+        if reply.status != 200:
+            raise map_http_error(self.name, reply.status, _error_text(reply.body))
+        return reply.body
 
     async def metadata(self, model: str, version: str | None, declared: ModelMetadata | None) -> ModelMetadata:
         """The serving signature from GetModelMetadata (gRPC) or `/metadata` (REST)."""
@@ -181,14 +180,12 @@ class TFServingBackend(Backend):
             outputs = [_meta_from_proto(n, i) for n, i in sorted(sig.outputs.items())]
             versions = (str(response.model_spec.version.value),)
         else:
-            async with self.http.get(
-                self._url(model, version, "/metadata"),
-                timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
-            ) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise map_http_error(self.name, resp.status, _error_text(raw))
-            answer = json.loads(raw)
+            reply = await self.http.request(
+                "GET", self._url(model, version, "/metadata"), timeout_s=self.settings.timeout_s
+            )
+            if reply.status != 200:
+                raise map_http_error(self.name, reply.status, _error_text(reply.body))
+            answer = reply.json()
             sig = answer["metadata"]["signature_def"]["signature_def"][self.settings.signature_name]
             inputs = [_meta_from_json(n, i) for n, i in sorted(sig["inputs"].items())]
             outputs = [_meta_from_json(n, i) for n, i in sorted(sig["outputs"].items())]
@@ -205,10 +202,8 @@ class TFServingBackend(Backend):
                     timeout=self.settings.timeout_s,
                 )
                 return any(s.state == tf_pb2.ModelVersionStatus.AVAILABLE for s in reply.model_version_status)
-            async with self.http.get(
-                self._url(model, None, ""), timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s)
-            ) as resp:
-                answer = await resp.json(content_type=None)
+            reply = await self.http.request("GET", self._url(model, None, ""), timeout_s=self.settings.timeout_s)
+            answer = reply.json()
             return any(s.get("state") == "AVAILABLE" for s in answer.get("model_version_status", []))
         except Exception:  # a health check reports, it never raises
             return False

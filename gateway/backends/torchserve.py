@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import grpc
 import numpy as np
 from google.protobuf import empty_pb2
@@ -117,8 +116,8 @@ class TorchServeBackend(Backend):
         headers["Content-Type"] = "application/octet-stream" if raw else "application/json"
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        async with self.http.post(url, data=payload, headers=headers) as resp:
-            return resp.status, await resp.read()
+        reply = await self.http.request("POST", url, payload, headers)
+        return reply.status, reply.body
 
     async def _grpc_call(
         self,
@@ -179,14 +178,12 @@ class TorchServeBackend(Backend):
         for attempt in (0, 1):  # the second attempt re-reads a rejected (expired, renewed) key
             key = self.token(reload=attempt == 1, kind="management")
             headers = {"Authorization": f"Bearer {key}"} if key else {}
-            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-            async with self.http.get(url, headers=headers, timeout=timeout) as resp:
-                body = await resp.read()
-            if tskeys.rejected(resp.status, body):
+            reply = await self.http.request("GET", url, headers=headers, timeout_s=self.settings.timeout_s)
+            if tskeys.rejected(reply.status, reply.body):
                 continue
-            if resp.status != 200:
+            if reply.status != 200:
                 return False
-            workers = json.loads(body)[0].get("workers", [])
+            workers = reply.json()[0].get("workers", [])
             return any(worker.get("status") == "READY" for worker in workers)
         return False
 
@@ -203,14 +200,12 @@ class TorchServeBackend(Backend):
                     return False
                 return "healthy" in reply.health.lower()
             headers = {"Authorization": f"Bearer {token}"} if token else {}
-            async with self.http.get(
-                f"{self.settings.rest_url}/ping",
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
-            ) as resp:
-                if tskeys.rejected(resp.status, await resp.read()):
-                    continue
-                return resp.status == 200
+            reply = await self.http.request(
+                "GET", f"{self.settings.rest_url}/ping", headers=headers, timeout_s=self.settings.timeout_s
+            )
+            if tskeys.rejected(reply.status, reply.body):
+                continue
+            return reply.status == 200
         return False
 
 
