@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-import numpy as np
-
 from gateway.codec_v2 import DuplicateKeyError, parse_body
 from gateway.errors import InvalidArgument
 from gateway.metadata import ModelMetadata
-from gateway.tensors import InferTensor, decode_json
+from gateway.tensors import InferTensor, decode_nested
 
 Form = Literal["row", "columnar"]
 
@@ -37,11 +35,7 @@ def decode_predict(payload: dict[str, Any], meta: ModelMetadata) -> tuple[list[I
     for name, value in columns.items():
         if name not in spec:
             raise InvalidArgument(f"unknown input {name!r}; expected {sorted(spec)}")
-        try:
-            shape = list(np.shape(value))
-        except ValueError:
-            raise InvalidArgument(f"input {name!r} is not a rectangular array") from None
-        inputs.append(decode_json(name, spec[name].datatype, shape, value))
+        inputs.append(decode_nested(name, spec[name].datatype, value))
     return inputs, form
 
 

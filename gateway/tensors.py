@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,27 @@ def _flatten(data: Any) -> list[Any]:
     return out
 
 
+def nested_shape(data: Any) -> tuple[list[int], list[Any]]:
+    """The shape of a rectangular nested list and its leaves in row-major order; ValueError when it is ragged.
+
+    One pass of C-level builtins per level and no array built: TF's nested-list bodies are checked for every
+    request, and numpy's shape inference (np.shape builds a float64 array) cost more than the rest of the check.
+    """
+    shape: list[int] = []
+    level = [data]
+    while True:
+        kinds = set(map(type, level))
+        if list not in kinds:
+            return shape, level
+        if kinds != {list}:
+            raise ValueError("not a rectangular array: lists and values side by side")
+        lengths = set(map(len, level))
+        if len(lengths) != 1:
+            raise ValueError(f"not a rectangular array: rows of lengths {sorted(lengths)} side by side")
+        shape.append(lengths.pop())
+        level = list(chain.from_iterable(level))
+
+
 def decode_json(name: str, datatype: str, shape: Any, data: Any) -> InferTensor:
     """Build a tensor from v2 JSON fields, checking that the element count matches the shape."""
     dims = check_shape(name, shape)
@@ -94,12 +116,31 @@ def decode_json(name: str, datatype: str, shape: Any, data: Any) -> InferTensor:
     expected = math.prod(dims)
     if len(flat) != expected:
         raise InvalidArgument(f"tensor {name!r}: shape {dims} needs {expected} elements, data has {len(flat)}")
+    return _from_flat(name, datatype, dtype, dims, flat)
+
+
+def decode_nested(name: str, datatype: str, data: Any) -> InferTensor:
+    """Build a tensor from a nested list whose nesting is its shape (TF's `instances` and `inputs`)."""
+    dtype = numpy_dtype(name, datatype)
+    try:
+        dims, flat = nested_shape(data)
+    except ValueError as exc:
+        raise InvalidArgument(f"input {name!r} is {exc}") from None
+    return _from_flat(name, datatype, dtype, dims, flat)
+
+
+_FLOAT_MAX = {dtype: float(np.finfo(dtype).max) for dtype in (np.dtype(np.float16), np.dtype(np.float32))}
+"""Magnitudes past these would become inf in the narrower float types (float64's own overflow never parses)."""
+
+
+def _from_flat(name: str, datatype: str, dtype: np.dtype[Any], dims: list[int], flat: list[Any]) -> InferTensor:
+    """The tensor of `flat`'s values, checked against the datatype: a 400 naming the tensor when they do not fit."""
     try:
         if datatype == "BYTES":
             if not set(map(type, flat)) <= {str}:  # bytes(n) of an int would allocate n zero bytes
                 raise ValueError("BYTES data in JSON must be strings")
             items = [x.encode() for x in flat]
-            array = np.empty(expected, dtype=object)
+            array = np.empty(len(flat), dtype=object)
             array[:] = items
         elif datatype == "BOOL":
             if not set(map(type, flat)) <= {bool}:
@@ -108,10 +149,12 @@ def decode_json(name: str, datatype: str, shape: Any, data: Any) -> InferTensor:
         else:
             if not set(map(type, flat)) <= {int, float}:  # set of types: one C-speed pass, rejects bool/str
                 raise ValueError(f"{datatype} data must be numbers")
-            with np.errstate(over="ignore"):  # an overflow is reported below, as the client's mistake
-                array = np.asarray(flat, dtype=dtype)
-            if dtype.kind == "f" and not np.isfinite(array).all():
-                # JSON has no inf or NaN (the parser refuses them), so a non-finite value here overflowed
+            limit = _FLOAT_MAX.get(dtype)
+            if limit is not None and flat and max(map(abs, flat)) > limit:
+                # JSON has no inf or NaN (the parser refuses them): the value is finite but too large for the type
+                raise ValueError(f"a value is beyond the largest finite {datatype} ({limit:.4g})")
+            array = np.asarray(flat, dtype=dtype)  # an integer out of the type's range raises OverflowError
+            if dtype == np.float64 and not np.isfinite(array).all():
                 raise ValueError(f"a value is beyond the largest finite {datatype} ({float(np.finfo(dtype).max):.4g})")
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(f"tensor {name!r}: data does not fit datatype {datatype}: {exc}") from None

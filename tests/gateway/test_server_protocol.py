@@ -64,7 +64,8 @@ def test_head_requests_and_failures_still_send_the_head() -> None:
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """/ok answers, /stream answers in two chunks, /fail raises after starting its response."""
+    """/ok answers, /stream answers in two chunks, /fail raises after starting its response, /client names the
+    peer the app was given."""
     if scope["type"] != "http":
         return
     await receive()
@@ -73,6 +74,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"one,", "more_body": True})
         await send({"type": "http.response.body", "body": b"two"})
+        return
+    if scope["path"] == "/client":  # who the app believes it talks to
+        peer = scope["client"][0].encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(peer))]})
+        await send({"type": "http.response.body", "body": peer})
         return
     await send({"type": "http.response.start", "status": 200, "headers": [*headers, (b"content-length", b"2")]})
     if scope["path"] == "/fail":
@@ -121,3 +127,12 @@ def exchange(port: int, request: bytes) -> bytes:
 def test_real_server_answers_completely(port: int, request_line: bytes, expected_tail: bytes) -> None:
     data = exchange(port, request_line + b"\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(expected_tail), data
+
+
+def test_forwarded_headers_do_not_rewrite_the_peer(port: int) -> None:
+    """uvicorn's proxy-headers layer is off (no reader of the address; an IP parse per request): a client on
+    loopback, uvicorn's default trusted proxy, cannot make the app see another address."""
+    answer = exchange(
+        port, b"GET /client HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n"
+    )
+    assert answer.endswith(b"\r\n\r\n127.0.0.1")

@@ -14,8 +14,10 @@ from gateway.tensors import (
     InferTensor,
     decode_binary,
     decode_json,
+    decode_nested,
     encode_binary,
     encode_json_data,
+    nested_shape,
 )
 
 NUMERIC = [k for k in V2_TO_NUMPY if k not in ("BYTES",)]
@@ -83,3 +85,58 @@ def test_json_errors_name_the_tensor(datatype: str, shape: list[int], data: obje
 def test_binary_size_mismatch_names_expected_bytes() -> None:
     with pytest.raises(InvalidArgument, match=r"tensor 'x': FP32 shape \[2\] needs 8 bytes, binary data has 4"):
         decode_binary("x", "FP32", [2], b"\0" * 4)
+
+
+@pytest.mark.parametrize(
+    ("data", "shape"),
+    [
+        ([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]], [[9.0, 0.0], [1.0, 2.0]]], [3, 2, 2]),
+        ([1.0, 2.0, 3.0], [3]),
+        (7.0, []),
+        ([[]], [1, 0]),
+        ([], [0]),
+    ],
+)
+def test_nested_shape_agrees_with_numpy(data: object, shape: list[int]) -> None:
+    dims, flat = nested_shape(data)
+    assert dims == shape == list(np.shape(data))
+    assert flat == np.asarray(data).reshape(-1).tolist()
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ([[1.0], [2.0, 3.0], []], "rows of lengths [0, 1, 2]"),  # as many leaves as a [3, 1] shape needs
+        ([[1.0, 2.0], 3.0], "lists and values side by side"),
+        ([[[1.0, 2.0]], [[3.0], [4.0]]], "rows of lengths [1, 2]"),
+        ([[[1.0, 2.0]], [[3.0, 4.0, 5.0]]], "rows of lengths [2, 3]"),
+    ],
+)
+def test_ragged_nested_lists_are_refused_naming_the_input(data: object, fragment: str) -> None:
+    with pytest.raises(InvalidArgument, match="input 'x' is not a rectangular array") as info:
+        decode_nested("x", "FP32", data)
+    assert fragment in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "fragment"),
+    [
+        ("FP32", [[1.0, True]], "must be numbers"),
+        ("FP32", [["1.5"]], "must be numbers"),
+        ("FP32", [[1.0], [1e39]], "beyond the largest finite FP32"),
+        ("FP32", [[10**400]], "beyond the largest finite FP32"),
+        ("FP16", [65505.0], "beyond the largest finite FP16"),
+        ("INT8", [[1, 300]], "data does not fit datatype INT8"),
+    ],
+)
+def test_nested_values_must_fit_the_datatype(datatype: str, data: object, fragment: str) -> None:
+    with pytest.raises(InvalidArgument, match="tensor 'x'") as info:
+        decode_nested("x", datatype, data)
+    assert fragment in info.value.message
+
+
+def test_decode_nested_keeps_values_and_shape() -> None:
+    x = np.random.default_rng(0).random((2, 1, 8, 8)).astype(np.float32)
+    tensor = decode_nested("x", "FP32", x.tolist())
+    assert tensor.shape == [2, 1, 8, 8] and tensor.data.dtype == np.float32
+    assert np.array_equal(tensor.data, x)
