@@ -18,7 +18,7 @@ from gateway.backends.base import Backend, map_http_error, probe_inputs
 from gateway.errors import UpstreamError
 from gateway.metadata import ModelMetadata, TensorMeta
 from gateway.settings import BackendSettings
-from gateway.tensors import InferTensor
+from gateway.tensors import InferTensor, dumps_arrays
 
 
 class KServeV1Backend(Backend):
@@ -35,7 +35,7 @@ class KServeV1Backend(Backend):
     ) -> list[InferTensor]:
         if len(inputs) != 1:  # v1 instances are rows of one tensor
             raise UpstreamError(f"KServe v1 instances carry one input tensor, got {len(inputs)}", backend=self.name)
-        body = json.dumps({"instances": inputs[0].data.tolist()}).encode()
+        body = dumps_arrays({"instances": inputs[0].data})
         reply = await self.http.request(
             "POST",
             f"{self.settings.rest_url}/v1/models/{model}:predict",

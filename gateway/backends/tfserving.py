@@ -12,7 +12,7 @@ from gateway.backends.base import TF_REST_PREDICT, Backend, map_http_error
 from gateway.errors import UpstreamError
 from gateway.metadata import ModelMetadata, TensorMeta
 from gateway.settings import TFServingSettings
-from gateway.tensors import V2_TO_NUMPY, InferTensor
+from gateway.tensors import V2_TO_NUMPY, InferTensor, dumps_arrays
 
 # Our messages live in a private proto package; only the method path and field numbers go on the wire.
 PREDICTION_SERVICE = "/tensorflow.serving.PredictionService/"
@@ -128,14 +128,11 @@ class TFServingBackend(Backend):
             # timeout: the same deadline Backend.infer guards, told to the server (grpc-timeout) so it can give up too
             response = await self._predict(request, timeout=timeout_s, metadata=[("x-request-id", request_id)])
             return [from_tensor_proto(name, proto) for name, proto in sorted(response.outputs.items())]
-        body = {
-            "signature_name": self.settings.signature_name,
-            "inputs": {t.name: t.data.tolist() for t in inputs},
-        }
+        body = {"signature_name": self.settings.signature_name, "inputs": {t.name: t.data for t in inputs}}
         reply = await self.http.request(
             "POST",
             self._url(model, version, ":predict"),
-            json.dumps(body).encode(),
+            dumps_arrays(body),
             {"X-Request-ID": request_id, "Content-Type": "application/json"},
         )
         if reply.status != 200:

@@ -17,7 +17,7 @@ from gateway.backends.base import Backend, map_grpc_error, map_http_error, probe
 from gateway.errors import UpstreamError
 from gateway.metadata import ModelMetadata, TensorMeta
 from gateway.settings import TorchServeSettings
-from gateway.tensors import V2_TO_NUMPY, InferTensor
+from gateway.tensors import V2_TO_NUMPY, InferTensor, dumps_arrays
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class TorchServeBackend(Backend):
             keys = {t.name: np.ascontiguousarray(t.data, V2_TO_NUMPY[t.datatype].newbyteorder("<")).tobytes()
                     for t in inputs}  # fmt: skip
         if not keys:
-            keys = {"body": json.dumps({"inputs": {t.name: t.data.tolist() for t in inputs}}).encode()}
+            keys = {"body": dumps_arrays({"inputs": {t.name: t.data for t in inputs}})}
         for attempt in (0, 1):  # second attempt only after an auth failure, with a freshly read key
             token = self.token(reload=attempt == 1)
             if grpc_call:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -15,6 +17,7 @@ from gateway.tensors import (
     decode_binary,
     decode_json,
     decode_nested,
+    dumps_arrays,
     encode_binary,
     encode_json_data,
     nested_shape,
@@ -140,3 +143,28 @@ def test_decode_nested_keeps_values_and_shape() -> None:
     tensor = decode_nested("x", "FP32", x.tolist())
     assert tensor.shape == [2, 1, 8, 8] and tensor.data.dtype == np.float32
     assert np.array_equal(tensor.data, x)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int8, np.int64, np.uint8, np.bool_])
+def test_dumps_arrays_round_trips_every_value_exactly(dtype: type) -> None:
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((2, 3, 4)) * 50).astype(dtype)
+    back = json.loads(dumps_arrays({"inputs": {"x": x}}))["inputs"]["x"]
+    assert np.array_equal(np.asarray(back, dtype=dtype), x)
+    assert list(np.shape(back)) == [2, 3, 4]
+
+
+def test_dumps_arrays_writes_float32_in_its_own_shortest_form() -> None:
+    assert dumps_arrays({"x": np.array([0.1, 1e-8], np.float32)}) == b'{"x":[0.1,1e-8]}'
+
+
+def test_dumps_arrays_takes_arrays_that_are_not_contiguous() -> None:
+    x = np.arange(16, dtype=np.float32).reshape(4, 4)[:, ::2]
+    assert json.loads(dumps_arrays({"x": x}))["x"] == x.tolist()
+
+
+def test_dumps_arrays_refuses_what_json_cannot_carry() -> None:
+    items = np.empty(1, dtype=object)
+    items[0] = b"\x00raw"
+    with pytest.raises(TypeError, match="bytes"):
+        dumps_arrays({"x": items})
