@@ -9,7 +9,7 @@ from typing import Any, Literal
 from gateway.codec_v2 import DuplicateKeyError, parse_body
 from gateway.errors import InvalidArgument
 from gateway.metadata import ModelMetadata
-from gateway.tensors import InferTensor, decode_nested
+from gateway.tensors import InferTensor, decode_nested, dumps_arrays
 
 Form = Literal["row", "columnar"]
 
@@ -65,7 +65,7 @@ def forwardable(payload: dict[str, Any], meta: ModelMetadata) -> bool:
 
 def encode_predict(outputs: list[InferTensor], form: Form) -> bytes:
     """`{"predictions": [{name: row, ...}, ...]}` for the row format, `{"outputs": {name: batch}}` for columnar."""
-    columns = {t.name: t.data.tolist() for t in outputs}
+    columns = {t.name: t.data for t in outputs}
     body: dict[str, Any]
     if form == "row":
         names = list(columns)
@@ -73,4 +73,4 @@ def encode_predict(outputs: list[InferTensor], form: Form) -> bytes:
         body = {"predictions": [dict(zip(names, values, strict=True)) for values in rows]}
     else:
         body = {"outputs": columns}
-    return json.dumps(body).encode()
+    return dumps_arrays(body)

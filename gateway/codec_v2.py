@@ -7,7 +7,7 @@ from typing import Any
 
 from gateway.errors import InvalidArgument
 from gateway.metadata import ModelMetadata
-from gateway.tensors import InferTensor, decode_binary, decode_json, encode_binary, encode_json_data
+from gateway.tensors import InferTensor, decode_binary, decode_json, dumps_arrays, encode_binary, encode_json_data
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -131,7 +131,7 @@ def encode_response(
         else:
             entry["data"] = encode_json_data(tensor)
         entries.append(entry)
-    header = json.dumps({**head, "outputs": entries}).encode()
+    header = dumps_arrays({**head, "outputs": entries})
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)

@@ -163,12 +163,15 @@ def _from_flat(name: str, datatype: str, dtype: np.dtype[Any], dims: list[int], 
 
 
 def dumps_arrays(payload: dict[str, Any]) -> bytes:
-    """JSON of an upstream request body whose tensors are numpy arrays, written by orjson straight from the arrays.
+    """JSON of a body whose tensors are numpy arrays (upstream requests, inference answers), written by orjson
+    straight from the arrays.
 
     Each number is its own type's shortest round-trip form (a float32 0.1 is `0.1`, not float64's
-    `0.10000000149011612`), which the upstream parses back to the very same value; digits' input is 1.3 µs
+    `0.10000000149011612`), which any parser reads back to the very same float32; digits' input is 1.3 µs
     instead of 26 µs through tolist() and json.dumps, a 224x224 image 3 ms instead of 65 ms. Arrays orjson does
     not take directly (not C-contiguous) go through tolist(); what JSON cannot carry (bytes) is a TypeError.
+    Non-finite floats, which JSON has no number for, are written as null (json.dumps wrote NaN, which no strict
+    parser reads).
     """
     return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY, default=_as_list)
 
@@ -179,12 +182,13 @@ def _as_list(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def encode_json_data(tensor: InferTensor) -> list[Any]:
-    """The flat `data` list of a tensor for a v2 JSON response (BYTES as UTF-8 strings)."""
+def encode_json_data(tensor: InferTensor) -> np.ndarray | list[str]:
+    """The flat `data` of a tensor for a v2 JSON response, for dumps_arrays: the array itself, BYTES as UTF-8
+    strings."""
     flat = tensor.data.reshape(-1)
     if tensor.datatype == "BYTES":
         return [b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b) for b in flat]
-    return flat.tolist()
+    return flat
 
 
 def decode_binary(name: str, datatype: str, shape: Any, raw: bytes | memoryview) -> InferTensor:
