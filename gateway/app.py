@@ -21,7 +21,7 @@ from gateway.core import DataPlane
 from gateway.errors import GatewayError, InvalidArgument, error_body, render_http, retry_after
 from gateway.exposure import metrics_public
 from gateway.fastpath import InferenceFastPath
-from gateway.middleware import ApiKeyMiddleware, BodySizeLimit, RequestContext
+from gateway.middleware import RequestEdge
 from gateway.settings import Settings
 from gateway.telemetry import Metrics, configure_logging
 
@@ -93,10 +93,9 @@ def create_app(settings: Settings | None = None, *, backends: dict[str, Backend]
     retry_503 = unavailable_retry_s(settings)
 
     def outer(inner: ASGIApp) -> Any:
-        # Outermost first at request time: request id, then auth, then the size limits, then the inference paths.
+        # Outermost first at request time: the edge (request id, auth, size limits), then the inference paths.
         fast = InferenceFastPath(inner, app.state, retry_503)
-        limited = BodySizeLimit(fast, max_body_bytes=lim.max_body_bytes, max_header_bytes=lim.max_header_bytes)
-        return RequestContext(ApiKeyMiddleware(limited, keys=keys, open_paths=open_paths))
+        return RequestEdge(fast, keys, lim.max_body_bytes, lim.max_header_bytes, open_paths)
 
     app = GatewayApp(outer, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=no_otel)
     app.state.settings = settings

@@ -3,8 +3,8 @@
 Every POST to an inference path (rest.INFERENCE_HANDLERS) is answered here: the body read from `receive`, the
 handler called with the path's two parameters, the answer sent as two ASGI messages. Everything else (health,
 metadata, /metrics, OpenAPI, 404s and 405s) goes on to FastAPI, where the same paths are also registered as the
-fallback. It sits inside the request id, API key and size limit layers (gateway/app.py), so those apply as they
-do to every route; errors are rendered by errors.render_http as FastAPI's handlers render them.
+fallback. It sits inside the request edge (request id, API keys, size limits: gateway/middleware.py), so those
+apply as they do to every route; errors are rendered by errors.render_http as FastAPI's handlers render them.
 """
 
 from __future__ import annotations

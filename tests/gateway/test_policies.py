@@ -160,6 +160,26 @@ def test_api_keys_from_setting_and_file(backends: dict[str, FaultBackend], tmp_p
         assert infer(gw, Authorization="Bearer file-key").status_code == 200
 
 
+def test_edge_refusals_in_order_and_each_carries_the_request_id(backends: dict[str, FaultBackend]) -> None:
+    """One layer checks the key, then the header size, then the declared body size; every answer echoes the id."""
+    settings = fault_settings()
+    settings.auth.api_keys = ["k"]  # type: ignore[list-item]
+    settings.limits.max_header_bytes = 2048
+    settings.limits.max_body_bytes = 1000
+    settings = Settings.model_validate(settings.model_dump())
+    big = {"X-Filler": "y" * 4000, "X-Request-ID": "edge-1"}
+    with serve(settings, backends) as gw:
+        url = gw.url + "/v2/models/digits/infer"
+        r = requests.post(url, data=b"x" * 5000, headers=big)
+        assert (r.status_code, r.headers["X-Request-ID"]) == (401, "edge-1")
+        r = requests.post(url, data=b"x" * 5000, headers={**big, "Authorization": "Bearer k"})
+        assert (r.status_code, r.headers["X-Request-ID"], r.headers["Connection"]) == (431, "edge-1", "close")
+        r = requests.post(url, data=b"x" * 5000, headers={"Authorization": "Bearer k", "X-Request-ID": "edge-2"})
+        assert (r.status_code, r.headers["X-Request-ID"]) == (413, "edge-2")
+        r = infer(gw, Authorization="Bearer k", **{"X-Request-ID": "i" * 200})
+        assert r.status_code == 200 and r.headers["X-Request-ID"] == "i" * 128
+
+
 def test_stacks_disagreeing_mark_model_not_ready(backends: dict[str, FaultBackend]) -> None:
     from gateway.metadata import ModelMetadata, TensorMeta
 
