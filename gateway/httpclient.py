@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
+import orjson
 
 KEEPALIVE_S = 30.0
 """An idle connection older than this is closed instead of reused (servers drop idle ones too)."""
@@ -52,8 +53,12 @@ class Reply:
     body: bytes
 
     def json(self) -> Any:
-        """The body as JSON."""
-        return json.loads(self.body)
+        """The body as JSON: orjson, or the stdlib for what orjson refuses (TF Serving writes NaN and Infinity
+        for non-finite outputs, which are not JSON)."""
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return json.loads(self.body)
 
 
 @dataclass(frozen=True, slots=True)

@@ -393,3 +393,9 @@ def test_close_drops_idle_connections_and_refuses_new_requests() -> None:
                 await client.request("GET", server.url + "/")
 
     run(scenario)
+
+
+def test_reply_json_reads_what_tf_serving_writes_for_non_finite_outputs() -> None:
+    reply = httpclient.Reply(200, b'{"outputs": {"x": [[NaN, Infinity, -Infinity, 1.5]]}}')
+    row = reply.json()["outputs"]["x"][0]
+    assert row[0] != row[0] and row[1:] == [float("inf"), float("-inf"), 1.5]
