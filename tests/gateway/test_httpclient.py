@@ -75,6 +75,17 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 20))
 
 
+def numbered_after(delay_s: float) -> Answer:
+    """Answers `n<request number>` after `delay_s`, keeping the connection."""
+
+    async def answer(n: int, request: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(delay_s)
+        writer.write(ok(b"n%d" % n))
+        return True
+
+    return answer
+
+
 async def echo(n: int, request: bytes, writer: asyncio.StreamWriter) -> bool:
     writer.write(ok(request.split(b"\r\n\r\n", 1)[1]))
     return True
@@ -198,75 +209,38 @@ def test_a_reused_connection_closed_before_answering_is_retried_once_on_a_new_on
     run(scenario)
 
 
-def test_a_new_connection_closed_before_answering_is_an_error_not_a_retry() -> None:
-    async def never(n: int, request: bytes, writer: asyncio.StreamWriter) -> bool:
-        return False
+@pytest.mark.parametrize(
+    ("reply", "keep_open", "limit", "match"),
+    [
+        (b"", False, None, "closed the connection before answering"),  # a new connection: an error, not a retry
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part", False, None, "in the middle of its answer"),
+        (b"SPDY/9 lol\r\n\r\n", True, None, "malformed HTTP answer"),
+        (ok(b"y" * 5000), True, 4096, "over 4096 bytes"),
+    ],
+    ids=["closed-before-answering", "closed-mid-answer", "malformed", "too-large"],
+)
+def test_an_upstream_that_breaks_http_is_an_error_saying_how(
+    reply: bytes, keep_open: bool, limit: int | None, match: str
+) -> None:
+    async def broken(n: int, request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(reply)
+        await writer.drain()
+        return keep_open
 
     async def scenario() -> None:
-        async with Scripted(never) as server:
-            client = HTTPClient()
-            with pytest.raises(HTTPClientError, match="closed the connection before answering"):
+        async with Scripted(broken) as server:
+            client = HTTPClient(max_body=limit) if limit else HTTPClient()
+            with pytest.raises(HTTPClientError, match=match):
                 await client.request("POST", server.url + "/", b"{}")
             await client.close()
-        assert len(server.requests) == 1
-
-    run(scenario)
-
-
-def test_a_connection_closed_in_the_middle_of_an_answer_is_an_error() -> None:
-    async def half(n: int, request: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
-        await writer.drain()
-        return False
-
-    async def scenario() -> None:
-        async with Scripted(half) as server:
-            client = HTTPClient()
-            with pytest.raises(HTTPClientError, match="in the middle of its answer"):
-                await client.request("GET", server.url + "/")
-            await client.close()
-
-    run(scenario)
-
-
-def test_a_malformed_answer_is_an_error() -> None:
-    async def garbage(n: int, request: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"SPDY/9 lol\r\n\r\n")
-        return True
-
-    async def scenario() -> None:
-        async with Scripted(garbage) as server:
-            client = HTTPClient()
-            with pytest.raises(HTTPClientError, match="malformed HTTP answer"):
-                await client.request("GET", server.url + "/")
-            await client.close()
-
-    run(scenario)
-
-
-def test_an_answer_over_the_size_limit_is_an_error() -> None:
-    async def big(n: int, request: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(ok(b"y" * 5000))
-        return True
-
-    async def scenario() -> None:
-        async with Scripted(big) as server:
-            client = HTTPClient(max_body=4096)
-            with pytest.raises(HTTPClientError, match="over 4096 bytes"):
-                await client.request("GET", server.url + "/")
-            await client.close()
+        assert len(server.requests) == 1  # sent once
 
     run(scenario)
 
 
 def test_the_pool_holds_at_most_limit_connections_and_every_request_is_answered() -> None:
-    async def slow(n: int, request: bytes, writer: asyncio.StreamWriter) -> bool:
-        await asyncio.sleep(0.05)
-        writer.write(ok(b"n%d" % n))
-        return True
-
     async def scenario() -> None:
-        async with Scripted(slow) as server:
+        async with Scripted(numbered_after(0.05)) as server:
             client = HTTPClient(2)
             replies = await asyncio.gather(*(client.request("GET", server.url + "/") for _ in range(7)))
             await client.close()
@@ -296,13 +270,8 @@ def test_a_cancelled_request_drops_its_connection_and_frees_its_slot() -> None:
 
 
 def test_waiters_behind_a_cancelled_waiter_still_get_the_connection() -> None:
-    async def slow(n: int, request: bytes, writer: asyncio.StreamWriter) -> bool:
-        await asyncio.sleep(0.1)
-        writer.write(ok(b"n%d" % n))
-        return True
-
     async def scenario() -> None:
-        async with Scripted(slow) as server:
+        async with Scripted(numbered_after(0.1)) as server:
             client = HTTPClient(1)
             first = asyncio.create_task(client.request("GET", server.url + "/"))
             await asyncio.sleep(0.02)
@@ -317,13 +286,8 @@ def test_waiters_behind_a_cancelled_waiter_still_get_the_connection() -> None:
 
 
 def test_a_waiter_cancelled_after_its_wake_up_passes_the_connection_on() -> None:
-    async def slow(n: int, request: bytes, writer: asyncio.StreamWriter) -> bool:
-        await asyncio.sleep(0.05)
-        writer.write(ok(b"n%d" % n))
-        return True
-
     async def scenario() -> None:
-        async with Scripted(slow) as server:
+        async with Scripted(numbered_after(0.05)) as server:
             client = HTTPClient(1)
             first = asyncio.create_task(client.request("GET", server.url + "/"))
             await asyncio.sleep(0.01)
