@@ -84,6 +84,12 @@ def _target(url: str) -> _Target:
     return _Target(parts.scheme, parts.hostname, port, path)
 
 
+def host_header(target: _Target) -> bytes:
+    """The Host header line of a target: IPv6 literals in brackets, other names in their IDNA (ASCII) form."""
+    host = f"[{target.host}]".encode() if ":" in target.host else target.host.encode("idna")
+    return b"Host: %s:%d\r\n" % (host, target.port)
+
+
 class _Connection(asyncio.Protocol):
     """One persistent connection; one exchange at a time (no pipelining)."""
 
@@ -186,7 +192,7 @@ class _Pool:
         self.loop = asyncio.get_running_loop()
         self.host, self.port, self.origin = target.host, target.port, f"{target.scheme}://{target.host}:{target.port}"
         self.limit, self.max_body, self.ssl = limit, max_body, ssl_context
-        self.host_header = f"Host: {target.host}:{target.port}\r\n".encode("idna")
+        self.host_header = host_header(target)
         self.idle: list[_Connection] = []
         self.open = 0  # idle + busy + connecting
         self.waiters: deque[asyncio.Future[None]] = deque()

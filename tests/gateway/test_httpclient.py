@@ -363,3 +363,16 @@ def test_reply_json_reads_what_tf_serving_writes_for_non_finite_outputs() -> Non
     reply = httpclient.Reply(200, b'{"outputs": {"x": [[NaN, Infinity, -Infinity, 1.5]]}}')
     row = reply.json()["outputs"]["x"][0]
     assert row[0] != row[0] and row[1:] == [float("inf"), float("-inf"), 1.5]
+
+
+@pytest.mark.parametrize(
+    ("url", "line"),
+    [
+        ("http://127.0.0.1:8501/v1/models/m:predict", b"Host: 127.0.0.1:8501\r\n"),
+        ("http://torchserve:8080/ping", b"Host: torchserve:8080\r\n"),
+        ("http://[::1]:8500/x", b"Host: [::1]:8500\r\n"),
+        ("https://münchen.example/x", b"Host: xn--mnchen-3ya.example:443\r\n"),
+    ],
+)
+def test_the_host_header_names_the_origin_as_http_spells_it(url: str, line: bytes) -> None:
+    assert httpclient.host_header(httpclient._target(url)) == line
