@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+import orjson
 
 from gateway.errors import InvalidArgument
 from gateway.metadata import ModelMetadata
 from gateway.tensors import InferTensor, decode_binary, decode_json, dumps_arrays, encode_binary, encode_json_data
 
 HEADER_LENGTH = "inference-header-content-length"
+_NO_TAIL = memoryview(b"")
 
 
 class DuplicateKeyError(Exception):
@@ -21,20 +25,21 @@ def parse_body(
 ) -> tuple[dict[str, Any], memoryview]:
     """Split a request into its JSON header and the binary tail (empty without the extension); with `unique_keys`,
     DuplicateKeyError when some object names a key twice."""
-    view = memoryview(body)
     if header_length is not None:
         if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
             raise InvalidArgument(
                 f"Inference-Header-Content-Length {header_length!r} does not fit a {len(body)}-byte body"
             )
         split = int(header_length)
-        head, tail = view[:split], view[split:]
+        view = memoryview(body)
+        raw, tail = bytes(view[:split]), view[split:]
     else:
-        head, tail = view, memoryview(b"")
+        raw, tail = body, _NO_TAIL
+    payload = None if unique_keys else _orjson_or_none(raw)
     try:
-        raw = bytes(head)
-        decoder = _UNIQUE_DECODER if unique_keys else _DECODER
-        payload = decoder.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # json.loads, minus a decoder
+        if payload is None:
+            decoder = _UNIQUE_DECODER if unique_keys else _DECODER
+            payload = decoder.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # json.loads, no decoder
     except RecursionError:
         raise InvalidArgument("request body is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
@@ -42,6 +47,23 @@ def parse_body(
     if not isinstance(payload, dict):
         raise InvalidArgument("request body must be a JSON object")
     return payload, tail
+
+
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+"""19 digits in a row: an integer orjson might read past 64 bits as a float (where Python's int is exact)."""
+
+
+def _orjson_or_none(raw: bytes) -> Any:
+    """The body as orjson reads it, or None where the stdlib's reading must decide: anything orjson refuses (the
+    stdlib then accepts the same or says what is wrong, as it always has: UTF-16 and BOMs, lone surrogates, NaN,
+    1e999, nesting past 1,024) and bodies with a number of 19 digits or more. Elsewhere the two read the same
+    values, and orjson in a fifth of the time."""
+    if _LONG_NUMBER.search(raw) is not None:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _reject_constant(name: str) -> Any:

@@ -64,8 +64,8 @@ def validate_request(meta: ModelMetadata, inputs: list[InferTensor], outputs: It
         shape = list(tensor.shape)
         if len(shape) != len(spec.shape) or any(e not in (-1, g) for g, e in zip(shape, spec.shape, strict=True)):
             raise InvalidArgument(f"input {tensor.name!r}: shape {shape}, expected {list(spec.shape)} (-1: any)")
-        if tensor.data.size != math.prod(shape):
-            raise InvalidArgument(f"input {tensor.name!r}: data has {tensor.data.size} elements, shape {shape}")
+        if tensor.size != math.prod(shape):
+            raise InvalidArgument(f"input {tensor.name!r}: data has {tensor.size} elements, shape {shape}")
     missing = sorted(set(expected) - seen)
     if missing:
         raise InvalidArgument(f"model {meta.name!r}: missing inputs {missing}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
@@ -32,14 +31,61 @@ V2_TO_NUMPY: dict[str, np.dtype[Any]] = {
 NUMPY_TO_V2: dict[np.dtype[Any], str] = {v: k for k, v in V2_TO_NUMPY.items()}
 
 
-@dataclass
 class InferTensor:
-    """One named tensor: v2 datatype name, shape, and the data as a numpy array of that shape."""
+    """One named tensor: v2 datatype name, shape, and its values.
 
-    name: str
-    datatype: str
-    shape: list[int]
-    data: np.ndarray
+    The values are a numpy array of that shape (`data`), or, for a float tensor that came as JSON numbers, the
+    flat list of those numbers (`flat`) with the array built from it only when something asks for `data`. A
+    request that comes in as JSON and leaves for a JSON upstream (v2 REST to TF's REST API) then never builds an
+    array: on an idle gateway each numpy conversion costs more than the JSON work around it.
+    """
+
+    __slots__ = ("_array", "datatype", "flat", "name", "shape")
+
+    def __init__(
+        self,
+        name: str,
+        datatype: str,
+        shape: list[int],
+        data: np.ndarray | None = None,
+        *,
+        flat: list[Any] | None = None,
+    ) -> None:
+        if (data is None) == (flat is None):
+            raise ValueError("an InferTensor needs exactly one of data and flat")
+        self.name = name
+        self.datatype = datatype
+        self.shape = shape
+        self._array = data
+        self.flat = flat
+        """The values as JSON gave them, row-major (numbers already checked against the datatype), or None."""
+
+    @property
+    def data(self) -> np.ndarray:
+        """The values as an array of `shape` (built from `flat` on first use)."""
+        if self._array is None:
+            self._array = np.asarray(self.flat, dtype=V2_TO_NUMPY[self.datatype]).reshape(self.shape)
+        return self._array
+
+    @property
+    def size(self) -> int:
+        """The number of elements."""
+        return len(self.flat) if self.flat is not None else int(self.data.size)
+
+    def nested(self) -> np.ndarray | list[Any] | Any:
+        """The values nested as the shape says (TF's JSON), for dumps_arrays: the array, or lists cut from `flat`."""
+        flat = self.flat
+        if flat is None or 0 in self.shape:
+            return self.data
+        if not self.shape:
+            return flat[0]
+        for dim in reversed(self.shape[1:]):
+            flat = [flat[i : i + dim] for i in range(0, len(flat), dim)]
+        return flat
+
+    def __repr__(self) -> str:
+        values = self.flat if self.flat is not None else self.data
+        return f"InferTensor({self.name!r}, {self.datatype}, {self.shape}, {values!r})"
 
     @classmethod
     def from_numpy(cls, name: str, array: np.ndarray) -> InferTensor:
@@ -130,8 +176,11 @@ def decode_nested(name: str, datatype: str, data: Any) -> InferTensor:
     return _from_flat(name, datatype, dtype, dims, flat)
 
 
-_FLOAT_MAX = {dtype: float(np.finfo(dtype).max) for dtype in (np.dtype(np.float16), np.dtype(np.float32))}
-"""Magnitudes past these would become inf in the narrower float types (float64's own overflow never parses)."""
+_FLOAT_MAX = {np.dtype(t): float(np.finfo(t).max) for t in (np.float16, np.float32, np.float64)}
+"""Magnitudes past these would become inf in the type (Python's JSON parser reads 1e999 as float64's inf)."""
+KEPT_FLAT = frozenset({"FP32", "FP64"})
+"""Float types whose JSON numbers a tensor keeps as they are (InferTensor.flat): any JSON writer gives them back
+as the same float32 or float64. FP16 is cast now: float64 text read as half may round differently from numpy."""
 
 
 def _from_flat(name: str, datatype: str, dtype: np.dtype[Any], dims: list[int], flat: list[Any]) -> InferTensor:
@@ -148,15 +197,18 @@ def _from_flat(name: str, datatype: str, dtype: np.dtype[Any], dims: list[int], 
                 raise ValueError("BOOL data must be true/false")
             array = np.asarray(flat, dtype=dtype)
         else:
-            if not set(map(type, flat)) <= {int, float}:  # set of types: one C-speed pass, rejects bool/str
+            kinds = set(map(type, flat))  # set of types: one C-speed pass, rejects bool/str
+            if not kinds <= {int, float}:
                 raise ValueError(f"{datatype} data must be numbers")
             limit = _FLOAT_MAX.get(dtype)
             if limit is not None and flat and max(map(abs, flat)) > limit:
-                # JSON has no inf or NaN (the parser refuses them): the value is finite but too large for the type
+                # JSON has no NaN (the parser refuses it); the value is too large for the type, or 1e999's inf
                 raise ValueError(f"a value is beyond the largest finite {datatype} ({limit:.4g})")
+            if datatype in KEPT_FLAT:
+                if int in kinds:  # the numbers as floats, as an array would hold them and TF's JSON reads them
+                    flat = [float(v) for v in flat]
+                return InferTensor(name, datatype, dims, flat=flat)
             array = np.asarray(flat, dtype=dtype)  # an integer out of the type's range raises OverflowError
-            if dtype == np.float64 and not np.isfinite(array).all():
-                raise ValueError(f"a value is beyond the largest finite {datatype} ({float(np.finfo(dtype).max):.4g})")
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(f"tensor {name!r}: data does not fit datatype {datatype}: {exc}") from None
     return InferTensor(name, datatype, dims, array.reshape(dims))
@@ -182,9 +234,11 @@ def _as_list(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def encode_json_data(tensor: InferTensor) -> np.ndarray | list[str]:
-    """The flat `data` of a tensor for a v2 JSON response, for dumps_arrays: the array itself, BYTES as UTF-8
-    strings."""
+def encode_json_data(tensor: InferTensor) -> np.ndarray | list[Any]:
+    """The flat `data` of a tensor for a v2 JSON response, for dumps_arrays: its JSON numbers as they came, or the
+    array itself, BYTES as UTF-8 strings."""
+    if tensor.flat is not None:
+        return tensor.flat
     flat = tensor.data.reshape(-1)
     if tensor.datatype == "BYTES":
         return [b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b) for b in flat]

@@ -12,7 +12,7 @@ from gateway.backends.base import TF_REST_PREDICT, Backend, map_http_error
 from gateway.errors import UpstreamError
 from gateway.metadata import ModelMetadata, TensorMeta
 from gateway.settings import TFServingSettings
-from gateway.tensors import V2_TO_NUMPY, InferTensor, dumps_arrays
+from gateway.tensors import KEPT_FLAT, V2_TO_NUMPY, InferTensor, dumps_arrays, nested_shape
 
 # Our messages live in a private proto package; only the method path and field numbers go on the wire.
 PREDICTION_SERVICE = "/tensorflow.serving.PredictionService/"
@@ -78,6 +78,20 @@ def from_tensor_proto(name: str, proto: tf_pb2.TensorProto) -> InferTensor:
     return InferTensor(name, datatype, shape, array.reshape(shape))
 
 
+def output_from_json(name: str, datatype: str, value: Any) -> InferTensor:
+    """One output of TF's JSON answer (nested lists): a float output keeps TF's numbers as they came
+    (InferTensor.flat, no array unless something needs one), any other becomes an array of its datatype."""
+    if datatype in KEPT_FLAT:
+        try:
+            dims, leaves = nested_shape(value)
+        except ValueError as exc:
+            raise UpstreamError(f"output {name!r} is {exc}", backend="tfserving") from None
+        kinds = set(map(type, leaves))
+        if kinds <= {float, int}:
+            return InferTensor(name, datatype, dims, flat=[float(v) for v in leaves] if int in kinds else leaves)
+    return InferTensor.from_numpy(name, np.asarray(value, dtype=V2_TO_NUMPY[datatype]))
+
+
 class TFServingBackend(Backend):
     """TF Serving (real or the native stand-in): the public REST and gRPC APIs."""
 
@@ -128,7 +142,7 @@ class TFServingBackend(Backend):
             # timeout: the same deadline Backend.infer guards, told to the server (grpc-timeout) so it can give up too
             response = await self._predict(request, timeout=timeout_s, metadata=[("x-request-id", request_id)])
             return [from_tensor_proto(name, proto) for name, proto in sorted(response.outputs.items())]
-        body = {"signature_name": self.settings.signature_name, "inputs": {t.name: t.data for t in inputs}}
+        body = {"signature_name": self.settings.signature_name, "inputs": {t.name: t.nested() for t in inputs}}
         reply = await self.http.request(
             "POST",
             self._url(model, version, ":predict"),
@@ -143,10 +157,7 @@ class TFServingBackend(Backend):
             if len(datatypes) != 1:
                 raise UpstreamError("single unnamed output and no one-output signature to name it", backend=self.name)
             outputs = {next(iter(datatypes)): outputs}
-        return [
-            InferTensor.from_numpy(name, np.asarray(v, dtype=V2_TO_NUMPY[datatypes.get(name, "FP32")]))
-            for name, v in sorted(outputs.items())
-        ]
+        return [output_from_json(name, datatypes.get(name, "FP32"), v) for name, v in sorted(outputs.items())]
 
     def forwards(self, model: str, wire: str) -> bool:
         """TF's own `:predict` bodies, over REST, when the signature is the one a body without a name gets."""

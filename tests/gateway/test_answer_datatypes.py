@@ -4,9 +4,12 @@ output after the signature's one output, and probe each input with its own datat
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from gateway.backends.base import probe_inputs
+from gateway.backends.tfserving import output_from_json
 from gateway.backends.torchserve import _parse_outputs
+from gateway.errors import UpstreamError
 from gateway.metadata import ModelMetadata, TensorMeta
 
 DECLARED = ModelMetadata(
@@ -40,3 +43,16 @@ def test_probe_inputs_have_their_own_datatypes_and_concrete_shapes() -> None:
         "mask": ("BOOL", "bool", [1, 1]),
         "x": ("FP16", "float16", [1, 2]),
     }
+
+
+def test_tf_json_float_outputs_keep_tf_s_numbers_others_become_arrays() -> None:
+    """TF's REST answer: a float output keeps the numbers TF wrote (no array unless asked for), with its nesting as
+    the shape; integer outputs are arrays of their datatype; a ragged answer is the upstream's fault, not the
+    client's."""
+    score = output_from_json("score", "FP32", [[0.10000000149011612, 2], [3.5, -1.0]])
+    assert score.shape == [2, 2] and score.flat == [0.10000000149011612, 2.0, 3.5, -1.0]
+    assert score.data.dtype == np.float32 and score.data[0, 0] == np.float32(0.1)
+    count = output_from_json("count", "INT64", [[7], [8]])
+    assert count.flat is None and count.data.dtype == np.int64 and count.shape == [2, 1]
+    with pytest.raises(UpstreamError, match="output 'score' is not a rectangular array"):
+        output_from_json("score", "FP32", [[1.0], [1.0, 2.0]])

@@ -169,3 +169,40 @@ def test_dumps_arrays_refuses_what_json_cannot_carry() -> None:
     items[0] = b"\x00raw"
     with pytest.raises(TypeError, match="bytes"):
         dumps_arrays({"x": items})
+
+
+def test_float_json_tensors_keep_their_numbers_and_build_the_array_on_demand() -> None:
+    """FP32/FP64 JSON numbers stay a list (ints become floats, as an array would hold them); the array appears,
+    with the datatype's dtype and the shape, only when something asks for it. Other types are arrays at once."""
+    tensor = decode_json("x", "FP32", [2, 2], [0.5, 1, -2.25, 3])
+    assert tensor.flat == [0.5, 1.0, -2.25, 3.0] and all(type(v) is float for v in tensor.flat)
+    assert tensor.size == 4 and encode_json_data(tensor) is tensor.flat
+    assert tensor.data.dtype == np.float32 and tensor.data.tolist() == [[0.5, 1.0], [-2.25, 3.0]]
+    assert decode_nested("x", "FP64", [[1.5], [2.5]]).flat == [1.5, 2.5]
+    for datatype in ("FP16", "INT32", "UINT8", "BOOL"):
+        value = True if datatype == "BOOL" else 1
+        assert decode_json("x", datatype, [1], [value]).flat is None
+
+
+def test_an_infer_tensor_holds_exactly_one_form() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        InferTensor("x", "FP32", [1])
+    with pytest.raises(ValueError, match="exactly one"):
+        InferTensor("x", "FP32", [1], np.zeros(1, np.float32), flat=[0.0])
+
+
+@settings(max_examples=150, deadline=None)
+@given(hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4), st.sampled_from(["FP32", "FP64"]))
+def test_nested_cuts_the_flat_numbers_as_the_shape_says(shape: tuple[int, ...], datatype: str) -> None:
+    """TF's JSON body from a kept list equals the array's own nesting, for every shape (scalars and empty too)."""
+    array = np.arange(int(np.prod(shape)), dtype=V2_TO_NUMPY[datatype]).reshape(shape) / 4
+    tensor = decode_json("x", datatype, list(shape), array.reshape(-1).tolist())
+    assert tensor.flat is not None
+    assert json.loads(dumps_arrays({"x": tensor.nested()}))["x"] == array.tolist()
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "FP64"])
+def test_infinity_from_an_overlong_exponent_is_refused(datatype: str) -> None:
+    """Python's parser reads 1e999 as inf; a float tensor refuses it like any value past the type's range."""
+    with pytest.raises(InvalidArgument, match=f"beyond the largest finite {datatype}"):
+        decode_json("x", datatype, [2], [1.0, json.loads("1e999")])
