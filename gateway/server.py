@@ -118,6 +118,7 @@ def config_for(settings: Settings, app: Any = "gateway.app:app_from_env", **over
         # uvicorn annotates int but waits with asyncio.wait_for, so fractions of a second work
         "timeout_graceful_shutdown": cast(int, server.graceful_timeout_s),
         "access_log": False,
+        "server_header": False,  # `server: uvicorn` tells a client what to attack and nothing it needs
         # Nothing here reads the client's address or scheme, so uvicorn's X-Forwarded-* layer (an IP parse per
         # request) would be work on every request's path for no reader.
         "proxy_headers": False,

@@ -136,3 +136,8 @@ def test_forwarded_headers_do_not_rewrite_the_peer(port: int) -> None:
         port, b"GET /client HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n"
     )
     assert answer.endswith(b"\r\n\r\n127.0.0.1")
+
+
+def test_answers_carry_a_date_but_do_not_name_the_server(port: int) -> None:
+    head = exchange(port, b"GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").split(b"\r\n\r\n")[0].lower()
+    assert b"\r\ndate: " in head and b"\r\nserver:" not in head
