@@ -13,6 +13,7 @@ MODEL_SOURCES := $(wildcard models/*.py models/zoo/*.py serving/torchserve/*hand
 PYTEST_ARGS ?=
 QUICK ?=
 BENCH_ARGS ?=
+SLICES ?= 6
 _QUICK := $(if $(filter 1 yes true,$(QUICK)),--quick)
 # `make engine` remembers the podman engine it started here; every later make command talks to it.
 -include .engine/engine.mk
@@ -116,7 +117,7 @@ protos: $(STAMP) ## regenerate contract/_generated from contract/protos (committ
 	$(PY) -m grpc_tools.protoc -I contract/protos --python_out=contract/_generated --pyi_out=contract/_generated contract/protos/*.proto
 
 bench-gateway: $(STAMP) ## the gateway's added latency beside Envoy's, same upstream and load, judged; per-core ceilings (`make up` first)
-	$(PY) -m loadtest.gatewaybench --run-dir run --out results/gateway-bench $(BENCH_ARGS)
+	$(PY) -m loadtest.gatewaybench --run-dir run --out results/gateway-bench --slices $(SLICES) $(BENCH_ARGS)
 
 k8s: $(STAMP) ## render Kubernetes manifests (KServe + plain Deployments, gateway HPA, Locust) into build/k8s/ and validate them
 	$(PY) -m deploy.k8s render --out build/k8s $(if $(filter 0 no false,$(GPU)),--cpu) $(K8S_ARGS)

@@ -73,6 +73,7 @@ class Recorder:
         self.warmup_s = warmup_s
         self.window_s = window_s
         self._perf_to_wall = time.time() - time.perf_counter()
+        self._resumed_at: float | None = None
         self.totals = Window()
         self.windows: dict[int, Window] = {}
         self.late_log: list[tuple[float, float]] = []
@@ -88,6 +89,14 @@ class Recorder:
         if win is None:
             win = self.windows[idx] = Window()
         return win
+
+    def resume(self, at: float, measured_s: float) -> None:
+        """Continue the measured phase at `time.perf_counter()` time `at`, `measured_s` seconds into it: requests
+        scheduled before `at` count as warm-up, later ones land in the windows from `measured_s` on. Slices of one
+        point measured apart (loadtest.gatewaybench.measure) are so recorded on one continuous timeline; call it
+        only between slices, with nothing of the last one in flight."""
+        self._perf_to_wall = self.epoch + self.warmup_s + measured_s - at
+        self._resumed_at = at
 
     def count(self, name: str, n: int = 1) -> None:
         """Bump a counter that has no latency (e.g. `dropped` when the in-flight cap is hit)."""
@@ -108,7 +117,8 @@ class Recorder:
         checked = outcome in ("ok", "wrong")
         if outcome == "unchecked":
             outcome = "ok"
-        if self._since_epoch(scheduled) < self.warmup_s:
+        before_slice = self._resumed_at is not None and scheduled < self._resumed_at
+        if before_slice or self._since_epoch(scheduled) < self.warmup_s:
             self.totals.counts["warmup"] += 1
             return
         self._window(scheduled).counts["due"] += 1

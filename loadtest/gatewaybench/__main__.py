@@ -8,6 +8,16 @@ validity rules of `make bench` (loadtest.validity); and each proxy's throughput 
     python -m loadtest.gatewaybench --groups noop,clients --out /tmp/gb --rate 50 --criteria quick
     python -m loadtest.gatewaybench --run-dir run --out /tmp/gb --variant orjson=/tmp/exp,PYTHONPATH=/tmp/site
 
+A round measures every target in `--slices` slices (default 6) rather than in one stretch: the round is that
+many cycles, each giving every target of a group one slice of its point (the point's measured time / slices),
+in an order shuffled per cycle by an RNG seeded from the round, each slice after `--slice-warmup` unrecorded
+seconds at the same rate. Why: on a shared VM the machine's speed drifts within minutes, and a hop subtracted from
+a direct point measured a minute apart carried that drift into its added latency (negative or doubled). Sliced,
+both are measured interleaved over the whole round. A target's slices feed one point (one histogram, the slices
+laid end to end on one timeline, so loadtest.validity judges it as one contiguous point: measure.Recording);
+`--slices 1` is the earlier contiguous point per target. bench.json records the slicing (`slicing`, and
+`slices` in each point with the seeds of its Poisson schedules).
+
 A `--variant` is another gateway (another tree's `gateway` package, extra environment) timed on the anchor's
 gateway paths in the same interleaved rounds: how a lever is measured against the gateway as it is.
 
@@ -60,10 +70,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     raise SystemExit(f"{t.name}: answered {outcome} before the run")
         progress = lambda line: print(line, flush=True)  # noqa: E731
 
-        def spy(t: measure.Target, r: int) -> contextlib.AbstractContextManager[None]:
-            return measure.profiled(args.py_spy, plan.pid_of(t.name), f"{t.name}-{r}")
+        def spy(t: measure.Target, tag: str) -> contextlib.AbstractContextManager[None]:
+            return measure.profiled(args.py_spy, plan.pid_of(t.name), f"{t.name}-{tag}")
 
-        points = await measure.rounds(plan.groups, c, args.rounds, args.fraction, args.probe_s, progress, spy)
+        points = await measure.rounds(
+            plan.groups, c, args.rounds, args.fraction, args.probe_s, progress, spy, args.slices, args.slice_warmup
+        )
         ceilings = []
         for _ in range(args.rounds if plan.ceilings else 0):
             for ceil in plan.ceilings:
@@ -75,6 +87,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join(["python -m loadtest.gatewaybench", *sys.argv[1:]]),
         "args": vars(args),
         "criteria": c.as_dict(),
+        "slicing": {"slices": args.slices, "slice_warmup_s": args.slice_warmup if args.slices > 1 else 0.0},
         "versions": versions,
         "added_ms": hops,
         "against_envoy": report.against_envoy(hops),
@@ -94,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=0.0, help="measured seconds per point (preset's)")
     parser.add_argument("--warmup", type=float, default=None, help="seconds sent first and left out (preset's)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; tables show their medians")
+    parser.add_argument("--slices", type=int, default=6, help="slices per point, interleaved in a round (1: none)")
+    parser.add_argument("--slice-warmup", type=float, default=0.5, help="unrecorded seconds sent before each slice")
     parser.add_argument("--anchor-rate", type=float, default=100.0, help="req/s of the anchor group")
     parser.add_argument("--rate", type=float, default=0.0, help="fixed req/s for every group (no capacity probe)")
     parser.add_argument("--fraction", type=float, default=0.5, help="share of the probed capacity to send")
@@ -104,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--py-spy", type=Path, help="profile each proxy's points with py-spy into this directory")
     parser.add_argument("--envoy-concurrency", type=int, default=1, help="Envoy's worker threads")
     args = parser.parse_args(argv)
+    if args.slices < 1 or args.slice_warmup < 0:
+        parser.error("--slices must be at least 1 and --slice-warmup not negative")
     result = asyncio.run(run(args))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(result, indent=1, default=str))

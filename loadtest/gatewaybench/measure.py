@@ -4,6 +4,7 @@ and the closed-loop throughput ceiling per core of each proxy against the no-op 
 from __future__ import annotations
 
 import contextlib
+import random
 import signal
 import subprocess
 import sys
@@ -26,6 +27,8 @@ MAX_IN_FLIGHT = 512
 DIGITS_SLO_MS = 100.0
 """digits' p99 SLO in `make bench` (loadtest.bench.DEFAULT_SLO_MS): the same bar for every point here."""
 Progress = Callable[[str], None]
+SLICE_SEED_STEP = 1_000_000
+"""Seeds of a target's later slices step by this: never a seed of another target, round or slice (< 1000 rounds)."""
 
 
 @dataclass
@@ -71,30 +74,102 @@ def _cpu_s(pid: int) -> float:
     return total
 
 
+def _own_cpu_s() -> float:
+    """User + system CPU seconds of this process (the load generator), as psutil's cpu_percent counts them."""
+    t = psutil.Process().cpu_times()
+    return float(t.user + t.system)
+
+
+class Recording:
+    """One target's point in one round, measured in `slices` slices that all feed one recorder: one histogram,
+    one set of counts and Server-Timing summaries, the proxy's CPU summed over the slices.
+
+    The slices lie on one continuous virtual timeline (`Recorder.resume`): slice j's measured part is recorded
+    as seconds [j * each, (j + 1) * each) of the point's measured phase, so the windows, keep-up, drift, the
+    generator's health and the SLO verdict of loadtest.validity judge the whole as they judge one contiguous
+    point. A Poisson process restarted at each slice (each with its own seed) is still a Poisson process on that
+    timeline. Each slice starts with an unrecorded burst at the same rate (`slice_warmup_s`, at least the
+    criteria's warm-up for the first slice), so a proxy that sat idle while other targets ran is warm again before
+    anything is recorded. With one slice this is today's point: the criteria's warm-up, then the measured phase.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        rate: float,
+        criteria: Criteria,
+        slo_ms: float,
+        slices: int = 1,
+        slice_warmup_s: float = 0.0,
+    ) -> None:
+        self.target, self.rate, self.criteria, self.slo_ms = target, rate, criteria, slo_ms
+        self.slices, self.slice_warmup_s = slices, slice_warmup_s
+        self.measured = criteria.measured_s(rate)
+        self.each = self.measured / slices
+        self.rec: Recorder | None = None
+        self.seeds: list[int] = []
+        self.generator_cpu_s = self.wall_s = 0.0
+        self.proxy_s: float | None = 0.0 if target.pid else None
+
+    def _warmup(self, j: int) -> float:
+        if self.slices == 1:
+            return self.criteria.warmup_s
+        return max(self.criteria.warmup_s, self.slice_warmup_s) if j == 0 else self.slice_warmup_s
+
+    async def slice(self, seed: int) -> None:
+        """Measure the next slice: its warm burst, then `each` seconds recorded, Poisson seeded with `seed`."""
+        j, warm = len(self.seeds), self._warmup(len(self.seeds))
+        if self.rec is None:  # created at the first send: its epoch is where the point's timeline starts
+            self.rec = Recorder(self.target.name, warmup_s=self.criteria.warmup_s, window_s=self.criteria.window_s)
+        cpu0, wall0 = _own_cpu_s(), time.monotonic()
+        proxy0 = _cpu_s(self.target.pid) if self.target.pid else 0.0
+        offsets = Schedule(self.rate, "poisson", seed).offsets(duration_s=warm + self.each)
+        start = time.perf_counter()
+        if self.slices > 1:
+            self.rec.resume(start + warm, j * self.each)
+        await adrive.run_open_loop(self.target.send, offsets, self.rec, start=start, max_in_flight=MAX_IN_FLIGHT)
+        if self.proxy_s is not None and self.target.pid:
+            self.proxy_s += _cpu_s(self.target.pid) - proxy0
+        self.generator_cpu_s += _own_cpu_s() - cpu0
+        self.wall_s += time.monotonic() - wall0
+        self.seeds.append(seed)
+
+    def point(self) -> dict[str, Any]:
+        """The point of every slice measured, sized and judged by the criteria as `make bench` judges."""
+        if self.rec is None:
+            raise RuntimeError(f"{self.target.name}: no slice measured")
+        rec, t = self.rec, self.target
+        load = {"mode": "open", "rate_rps": round(self.rate, 3), "schedule": "poisson", "seed": self.seeds[0]}
+        cpu_pct = round(self.generator_cpu_s / self.wall_s * 100, 1) if self.wall_s > 0 else 0.0
+        p = build_point(
+            rec,
+            target={"name": t.name, "group": t.group, "baseline": t.baseline or ""},
+            load=load,
+            measured_s=self.measured,
+            generator={"cpu_pct": cpu_pct},
+            criteria=self.criteria,
+            slo_ms=self.slo_ms,
+        )
+        p["server_timing_ms"] = {name: latency_summary(h) for name, h in rec.totals.timings.items()}
+        every = rec.totals.counts["sent"] + rec.totals.counts["warmup"]  # the proxy's CPU covers the warm-ups too
+        proxy = self.proxy_s
+        p["proxy_cpu_ms_per_request"] = round(proxy * 1000 / every, 4) if proxy is not None and every else None
+        if self.slices > 1:
+            p["slices"] = {
+                "count": self.slices,
+                "measured_s_each": round(self.each, 3),
+                "warmup_s_each": self.slice_warmup_s,
+                "first_warmup_s": self._warmup(0),
+                "seeds": list(self.seeds),
+            }
+        return p
+
+
 async def point(target: Target, rate: float, criteria: Criteria, seed: int, slo_ms: float) -> dict[str, Any]:
     """One open-loop point at `rate` (Poisson, seeded), sized and judged by `criteria` as `make bench` judges."""
-    measured = criteria.measured_s(rate)
-    rec = Recorder(target.name, warmup_s=criteria.warmup_s, window_s=criteria.window_s)
-    me = psutil.Process()
-    me.cpu_percent(None)
-    proxy0 = _cpu_s(target.pid) if target.pid else 0.0
-    offsets = Schedule(rate, "poisson", seed).offsets(duration_s=criteria.warmup_s + measured)
-    await adrive.run_open_loop(target.send, offsets, rec, start=time.perf_counter(), max_in_flight=MAX_IN_FLIGHT)
-    proxy_s = _cpu_s(target.pid) - proxy0 if target.pid else None
-    load = {"mode": "open", "rate_rps": round(rate, 3), "schedule": "poisson", "seed": seed}
-    p = build_point(
-        rec,
-        target={"name": target.name, "group": target.group, "baseline": target.baseline or ""},
-        load=load,
-        measured_s=measured,
-        generator={"cpu_pct": me.cpu_percent(None)},
-        criteria=criteria,
-        slo_ms=slo_ms,
-    )
-    p["server_timing_ms"] = {name: latency_summary(h) for name, h in rec.totals.timings.items()}
-    every = rec.totals.counts["sent"] + rec.totals.counts["warmup"]  # the proxy's CPU covers the warm-up too
-    p["proxy_cpu_ms_per_request"] = round(proxy_s * 1000 / every, 4) if proxy_s is not None and every else None
-    return p
+    r = Recording(target, rate, criteria, slo_ms)
+    await r.slice(seed)
+    return r.point()
 
 
 @contextlib.contextmanager
@@ -115,6 +190,29 @@ def profiled(out: Path | None, pid: int | None, name: str, rate_hz: int = 200) -
         spy.wait(60)
 
 
+def cycle_orders(targets: list[Target], group: str, round_: int, slices: int) -> list[list[Target]]:
+    """The order of the targets in each of a round's `slices` cycles: as given with one slice; else shuffled per
+    cycle by an RNG seeded from the group and the round (reproducible), never the same target twice in a row
+    across a cycle's boundary, so every slice of a target is separated by other targets' slices."""
+    if slices == 1:
+        return [list(targets)]
+    rng = random.Random(f"{group}/{round_}")
+    out: list[list[Target]] = []
+    for _ in range(slices):
+        cycle = list(targets)
+        rng.shuffle(cycle)
+        if out and len(cycle) > 1 and cycle[0] is out[-1][-1]:
+            cycle[0], cycle[1] = cycle[1], cycle[0]
+        out.append(cycle)
+    return out
+
+
+def slice_seed(round_: int, index: int, slice_: int) -> int:
+    """The Poisson seed of a slice: `index` is the target's place in the round's rotated order; slice 0 keeps the
+    seed a whole point had before slicing (1000 * round + index), later slices a distinct one each."""
+    return 1000 * round_ + index + SLICE_SEED_STEP * slice_
+
+
 async def rounds(
     groups: list[Group],
     criteria: Criteria,
@@ -122,9 +220,17 @@ async def rounds(
     fraction: float,
     probe_s: float,
     progress: Progress,
-    spy: Callable[[Target, int], contextlib.AbstractContextManager[None]] | None = None,
+    spy: Callable[[Target, str], contextlib.AbstractContextManager[None]] | None = None,
+    slices: int = 1,
+    slice_warmup_s: float = 0.5,
 ) -> list[dict[str, Any]]:
-    """`n` rounds over every group's targets, the order rotated each round so no target always runs first."""
+    """`n` rounds over every group's targets, the order rotated each round so no target always runs first.
+
+    With `slices` > 1 a round is that many cycles, each giving every target of the group one slice of its point
+    (`Recording`), in an order shuffled per cycle (`cycle_orders`): a hop and the direct path it is subtracted
+    from are then measured interleaved over the whole round, so the machine's drift within minutes falls on both
+    alike instead of on whichever ran in the slower minute.
+    """
     for g in groups:
         if g.probe is not None and not g.rate:
             g.capacity = await adrive.run_closed_loop(g.probe, 8, probe_s) / probe_s
@@ -137,14 +243,23 @@ async def rounds(
     for r in range(n):
         for g in groups:
             k = r % len(g.targets)
-            for i, t in enumerate(g.targets[k:] + g.targets[:k]):
-                with spy(t, r) if spy else contextlib.nullcontext():
-                    p = await point(t, g.rate, criteria, seed=1000 * r + i, slo_ms=DIGITS_SLO_MS)
-                p["round"], p["capacity_rps"] = r, g.capacity
-                points.append(p)
-                lat = p["latency_ms"]["from_schedule"]
-                verdict = "VALID" if p["valid"] else "INVALID: " + "; ".join(p["reasons"])
-                progress(f"  round {r} {t.name}: p50 {lat['p50']} p99 {lat['p99']} ms, {verdict}")
+            order = g.targets[k:] + g.targets[:k]
+            index = {t.name: i for i, t in enumerate(order)}
+            recs = {t.name: Recording(t, g.rate, criteria, DIGITS_SLO_MS, slices, slice_warmup_s) for t in order}
+            for c, cycle in enumerate(cycle_orders(order, g.name, r, slices)):
+                if slices > 1:
+                    progress(f"  round {r} cycle {c + 1}/{slices}: " + " ".join(t.name for t in cycle))
+                for t in cycle:
+                    with spy(t, str(r) if slices == 1 else f"{r}.{c}") if spy else contextlib.nullcontext():
+                        await recs[t.name].slice(slice_seed(r, index[t.name], c))
+                    if c < slices - 1:
+                        continue
+                    p = recs[t.name].point()
+                    p["round"], p["capacity_rps"] = r, g.capacity
+                    points.append(p)
+                    lat = p["latency_ms"]["from_schedule"]
+                    verdict = "VALID" if p["valid"] else "INVALID: " + "; ".join(p["reasons"])
+                    progress(f"  round {r} {t.name}: p50 {lat['p50']} p99 {lat['p99']} ms, {verdict}")
     return points
 
 
