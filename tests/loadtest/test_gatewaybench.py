@@ -44,9 +44,11 @@ def test_bench_reports_the_envoy_anchor_beside_the_gateway(native_stack: NativeS
     out = tmp_path / "gb"
     argv = ["--run-dir", str(native_stack.run_dir), "--out", str(out), "--groups", "anchor,ceiling"]
     argv += ["--criteria", "quick", "--duration", "2", "--warmup", "0.5", "--rounds", "1", "--anchor-rate", "40"]
-    argv += ["--ceiling-s", "1", "--ceiling-concurrency", "4"]
+    argv += ["--ceiling-s", "1", "--ceiling-concurrency", "4", "--slices", "2", "--slice-warmup", "0.2"]
     assert main(argv) == 0
     report = json.loads((out / "bench.json").read_text())
+    assert report["slicing"] == {"slices": 2, "slice_warmup_s": 0.2}
+    assert all(p["slices"]["count"] == 2 for p in report["points"])
 
     names = {p["target"]["name"] for p in report["points"]}
     assert names == {
