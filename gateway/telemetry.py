@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,19 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 def new_request_id() -> str:
     """A fresh request id: 32 random hex digits, like uuid4().hex without its syscall and object per request."""
     return f"{random.getrandbits(128):032x}"
+
+
+def after_answer(record: Callable[..., None], *args: Any) -> None:
+    """Run `record(*args)` once the running task gives the event loop back: the task that finishes a request writes
+    its answer to the socket in the same step, so the metrics' bookkeeping (locks, bucket searches: about 10 µs a
+    request, several times that on an idle process) never stands between an answer and its client. Outside an
+    event loop, at once."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        record(*args)
+        return
+    loop.call_soon(record, *args)
 
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -110,8 +125,10 @@ class Metrics:
         self._in_flight_children: dict[str, Any] = {}
 
     def observe_request(self, model: str, backend: str, protocol: str, status: str, seconds: float) -> None:
-        """Count one answered request and record its duration."""
-        key = (model, backend, protocol, status)
+        """Count one answered request and record its duration (after_answer: once the answer is on its way)."""
+        after_answer(self._observe_request, (model, backend, protocol, status), seconds)
+
+    def _observe_request(self, key: tuple[str, str, str, str], seconds: float) -> None:
         children = self._request_children.get(key)
         if children is None:
             children = self._request_children[key] = (self.requests.labels(*key), self.request_duration.labels(*key))
@@ -119,8 +136,10 @@ class Metrics:
         children[1].observe(seconds)
 
     def observe_upstream(self, model: str, backend: str, outcome: str, seconds: float) -> None:
-        """Record the duration of one upstream call."""
-        key = (model, backend, outcome)
+        """Record the duration of one upstream call (after_answer: once the answer is on its way)."""
+        after_answer(self._observe_upstream, (model, backend, outcome), seconds)
+
+    def _observe_upstream(self, key: tuple[str, str, str], seconds: float) -> None:
         child = self._upstream_children.get(key)
         if child is None:
             child = self._upstream_children[key] = self.upstream_duration.labels(*key)

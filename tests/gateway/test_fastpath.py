@@ -7,6 +7,7 @@ headers must agree. Requests over real HTTP then check the fast path is the one 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -120,3 +121,43 @@ def test_inference_is_served_by_the_fast_path(backends: dict[str, FaultBackend])
         assert r.status_code == 200 and r.headers["X-Request-ID"] == "fast-1" and r.headers["X-Backend"]
         assert requests.post(gw.url + "/v1/models/digits:predict", json=TF_ROWS, timeout=10).status_code == 200
         assert gw.run(call(fast.app, "/v2/models/digits/infer", json.dumps(V2).encode(), {}, gw))[0] == 404
+
+
+def test_metrics_are_recorded_after_the_answer_is_sent(backends: dict[str, FaultBackend]) -> None:
+    """The request's and the upstream call's metrics are bookkept once the answer has gone to the socket (the
+    loop's next turn), never between the answer and its client; they are there right after."""
+    labels = {"model": "digits", "backend": "torchserve", "protocol": "rest", "status_class": "2xx"}
+
+    def counted(gw: Running) -> tuple[float, float]:
+        registry = gw.app.state.metrics.registry
+        requests_ = registry.get_sample_value("twinserve_gateway_requests_total", labels) or 0.0
+        upstream = registry.get_sample_value(
+            "twinserve_gateway_upstream_duration_seconds_count",
+            {"model": "digits", "backend": "torchserve", "outcome": "ok"},
+        )
+        return requests_, upstream or 0.0
+
+    async def one(gw: Running) -> tuple[tuple[float, float], tuple[float, float], tuple[float, float]]:
+        before = counted(gw)
+        at_answer: list[tuple[float, float]] = []
+        scope_body = json.dumps(V2).encode()
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            sent = True
+            return {"type": "http.request", "body": scope_body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                at_answer.append(counted(gw))
+
+        scope = {"type": "http", "method": "POST", "path": "/v2/models/digits/infer", "root_path": "", "headers": []}
+        await fast_layer(gw)(scope, receive, send)
+        await asyncio.sleep(0)
+        return before, at_answer[0], counted(gw)
+
+    with serve(fault_settings(), backends) as gw:
+        before, at_answer, after = gw.run(one(gw))
+    assert at_answer == before
+    assert after == (before[0] + 1, before[1] + 1)
