@@ -183,6 +183,12 @@ KEPT_FLAT = frozenset({"FP32", "FP64"})
 as the same float32 or float64. FP16 is cast now: float64 text read as half may round differently from numpy."""
 
 
+def kept_flat(name: str, datatype: str, dims: list[int], numbers: list[Any], kinds: set[type]) -> InferTensor:
+    """A float tensor (KEPT_FLAT) holding JSON numbers as they came; `kinds`, their types, already checked to be
+    int and float only. Ints become floats, as an array would hold them and TF's JSON reads them."""
+    return InferTensor(name, datatype, dims, flat=[float(v) for v in numbers] if int in kinds else numbers)
+
+
 def _from_flat(name: str, datatype: str, dtype: np.dtype[Any], dims: list[int], flat: list[Any]) -> InferTensor:
     """The tensor of `flat`'s values, checked against the datatype: a 400 naming the tensor when they do not fit."""
     try:
@@ -205,9 +211,7 @@ def _from_flat(name: str, datatype: str, dtype: np.dtype[Any], dims: list[int], 
                 # JSON has no NaN (the parser refuses it); the value is too large for the type, or 1e999's inf
                 raise ValueError(f"a value is beyond the largest finite {datatype} ({limit:.4g})")
             if datatype in KEPT_FLAT:
-                if int in kinds:  # the numbers as floats, as an array would hold them and TF's JSON reads them
-                    flat = [float(v) for v in flat]
-                return InferTensor(name, datatype, dims, flat=flat)
+                return kept_flat(name, datatype, dims, flat, kinds)
             array = np.asarray(flat, dtype=dtype)  # an integer out of the type's range raises OverflowError
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(f"tensor {name!r}: data does not fit datatype {datatype}: {exc}") from None

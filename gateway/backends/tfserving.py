@@ -12,7 +12,7 @@ from gateway.backends.base import TF_REST_PREDICT, Backend, map_http_error
 from gateway.errors import UpstreamError
 from gateway.metadata import ModelMetadata, TensorMeta
 from gateway.settings import TFServingSettings
-from gateway.tensors import KEPT_FLAT, V2_TO_NUMPY, InferTensor, dumps_arrays, nested_shape
+from gateway.tensors import KEPT_FLAT, V2_TO_NUMPY, InferTensor, dumps_arrays, kept_flat, nested_shape
 
 # Our messages live in a private proto package; only the method path and field numbers go on the wire.
 PREDICTION_SERVICE = "/tensorflow.serving.PredictionService/"
@@ -88,7 +88,7 @@ def output_from_json(name: str, datatype: str, value: Any) -> InferTensor:
             raise UpstreamError(f"output {name!r} is {exc}", backend="tfserving") from None
         kinds = set(map(type, leaves))
         if kinds <= {float, int}:
-            return InferTensor(name, datatype, dims, flat=[float(v) for v in leaves] if int in kinds else leaves)
+            return kept_flat(name, datatype, dims, leaves, kinds)
     return InferTensor.from_numpy(name, np.asarray(value, dtype=V2_TO_NUMPY[datatype]))
 
 

@@ -140,13 +140,10 @@ def test_metrics_are_recorded_after_the_answer_is_sent(backends: dict[str, Fault
     async def one(gw: Running) -> tuple[tuple[float, float], tuple[float, float], tuple[float, float]]:
         before = counted(gw)
         at_answer: list[tuple[float, float]] = []
-        scope_body = json.dumps(V2).encode()
-        sent = False
+        body = json.dumps(V2).encode()
 
         async def receive() -> dict[str, Any]:
-            nonlocal sent
-            sent = True
-            return {"type": "http.request", "body": scope_body, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
 
         async def send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.body":
