@@ -21,7 +21,8 @@ from gateway.core import DataPlane
 from gateway.errors import GatewayError, InvalidArgument, error_body, render_http, retry_after
 from gateway.exposure import metrics_public
 from gateway.fastpath import InferenceFastPath
-from gateway.middleware import RequestEdge
+from gateway.lane import InferenceLane
+from gateway.middleware import EdgeRules, RequestEdge
 from gateway.settings import Settings
 from gateway.telemetry import Metrics, configure_logging
 
@@ -92,13 +93,15 @@ def create_app(settings: Settings | None = None, *, backends: dict[str, Backend]
     open_paths = OPEN_PATHS if metrics_public(settings) else OPEN_PATHS - {"/metrics"}
     retry_503 = unavailable_retry_s(settings)
 
+    rules = EdgeRules(keys, lim.max_body_bytes, lim.max_header_bytes, open_paths)
+
     def outer(inner: ASGIApp) -> Any:
         # Outermost first at request time: the edge (request id, auth, size limits), then the inference paths.
-        fast = InferenceFastPath(inner, app.state, retry_503)
-        return RequestEdge(fast, keys, lim.max_body_bytes, lim.max_header_bytes, open_paths)
+        return RequestEdge(InferenceFastPath(inner, app.state, retry_503), rules)
 
     app = GatewayApp(outer, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=no_otel)
     app.state.settings = settings
+    app.state.lane = InferenceLane(rules, app.state, retry_503)  # what gateway.lane.LaneProtocol serves
     app.state.metrics = metrics
     app.state.retry_after_503 = retry_after(unavailable_retry_s(settings))
     rest.mount(app)

@@ -114,7 +114,7 @@ def config_for(settings: Settings, app: Any = "gateway.app:app_from_env", **over
         "port": server.port,
         "workers": server.workers,
         "loop": "uvloop",
-        "http": "gateway.server:HeadWithBodyProtocol",
+        "http": "gateway.lane:LaneProtocol",  # plain inference POSTs skip ASGI; the rest as uvicorn serves it
         # uvicorn annotates int but waits with asyncio.wait_for, so fractions of a second work
         "timeout_graceful_shutdown": cast(int, server.graceful_timeout_s),
         "access_log": False,

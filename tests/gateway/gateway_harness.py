@@ -19,6 +19,7 @@ from gateway.app import create_app
 from gateway.backends.base import Backend
 from gateway.errors import UpstreamError
 from gateway.metadata import ModelMetadata, TensorMeta
+from gateway.server import config_for
 from gateway.settings import BackendSettings, Settings
 from gateway.tensors import InferTensor
 
@@ -41,6 +42,7 @@ class FaultBackend(Backend):
         self.fail = False
         self.delay_s = 0.0
         self.calls = 0
+        self.request_ids: list[str] = []
         self.health = True
         self.meta = DIGITS_META
 
@@ -54,6 +56,7 @@ class FaultBackend(Backend):
         self, model: str, version: str | None, inputs: list[InferTensor], timeout_s: float, request_id: str
     ) -> list[InferTensor]:
         self.calls += 1
+        self.request_ids.append(request_id)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.fail:
@@ -102,9 +105,8 @@ class Running:
 def serve(settings: Settings, backends: dict[str, Backend] | None = None) -> Iterator[Running]:
     """Start create_app(settings) on an ephemeral port; stop it (gracefully) afterwards."""
     app = create_app(settings, backends=backends)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, loop="asyncio", http="h11", log_level="warning", lifespan="on"
-    )
+    # The server as `python -m gateway` configures it (its HTTP protocol and the inference lane included)
+    config = config_for(settings, app, port=0, loop="asyncio", log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     loop_box: dict[str, asyncio.AbstractEventLoop] = {}
 

@@ -89,7 +89,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
     config = config_for(fault_settings(), app, port=0, loop="asyncio", log_level="critical", lifespan="off")
-    assert config.http == "gateway.server:HeadWithBodyProtocol"
+    assert config.http == "gateway.lane:LaneProtocol"  # with no lane on this app, the rest of it
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
