@@ -1,11 +1,12 @@
 """Where a request's time goes inside the gateway: drive a gateway tree patched with timeline.diff.
 
-The patch stamps time.perf_counter() at each step of a request (uvicorn's first byte, the app's entry, the fast
-path, the body, the handler's parse and decode, the core, the limiter, the client, the upstream's answer, the
-response) and writes the stamps to /tmp/gateway-timeline.json. This script starts that tree's gateway in front of
-the stack `make up` recorded in run/ (TF side over REST), sends TF REST predicts pinned to the TF side one at a
-time, first back to back, then 10 ms apart (a request arriving at an idle gateway, as at 100 req/s), and prints
-the median of every step.
+The patch stamps time.perf_counter() at each step of a request (uvicorn's first byte, the inference lane's task
+created and running, the body, the handler's parse and decode, the core, the limiter, the client, the upstream's
+answer, the response) and writes the stamps to /tmp/gateway-timeline.json. (Before the lane, commit 2fdecde, it
+stamped the ASGI app's entry, the edge and the fast path instead: the version in git at e5172bb.) This script
+starts that tree's gateway in front of the stack `make up` recorded in run/ (TF side over REST), sends TF REST
+predicts pinned to the TF side one at a time, first back to back, then 10 ms apart (a request arriving at an idle
+gateway, as at 100 req/s), and prints the median of every step.
 
     mkdir /tmp/tl && git archive HEAD | tar -x -C /tmp/tl && git -C /tmp/tl apply $PWD/docs/gateway-levers/timeline.diff
     PYTHONPATH=. python docs/gateway-levers/timeline.py /tmp/tl [v1|v2]
