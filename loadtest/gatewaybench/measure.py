@@ -18,7 +18,7 @@ import psutil
 
 from loadtest import adrive
 from loadtest.point import build_point
-from loadtest.recorder import Recorder
+from loadtest.recorder import Recorder, encode
 from loadtest.schedule import Schedule
 from loadtest.stats import latency_summary
 from loadtest.validity import Criteria
@@ -151,6 +151,7 @@ class Recording:
             slo_ms=self.slo_ms,
         )
         p["server_timing_ms"] = {name: latency_summary(h) for name, h in rec.totals.timings.items()}
+        p["histogram"] = encode(rec.totals.from_schedule)  # pooled over the rounds by report.pooled_latency
         every = rec.totals.counts["sent"] + rec.totals.counts["warmup"]  # the proxy's CPU covers the warm-ups too
         proxy = self.proxy_s
         p["proxy_cpu_ms_per_request"] = round(proxy * 1000 / every, 4) if proxy is not None and every else None

@@ -72,6 +72,7 @@ def test_bench_reports_the_envoy_anchor_beside_the_gateway(native_stack: NativeS
     assert hops["gateway-v2->ts-grpc"]["baseline"] == "ts-grpc-direct"
     for row in hops.values():
         assert all(isinstance(row[k], float) for k in ("p50", "p99", "p99.9")), row
+        assert set(row["pooled"]) == {"p50", "p99", "p99.9"}, "every point carries its histogram for the pooled read"
     assert set(report["against_envoy"]) == {"gateway-v1->tf-rest", "gateway-v2->tf-rest"}
     assert report["versions"]["envoy"].startswith("1.40")
 
