@@ -29,7 +29,7 @@ from uvicorn.protocols.http.httptools_impl import HEADER_VALUE_RE, STATUS_LINE, 
 from gateway.fastpath import head_fields, match, respond
 from gateway.middleware import EdgeRules
 from gateway.rest import Handler
-from gateway.server import HeadWithBodyProtocol
+from gateway.server import HeadWithBodyProtocol, app_state
 from gateway.telemetry import request_id
 
 log = logging.getLogger(__name__)
@@ -113,16 +113,6 @@ def _head(
     return b"".join(parts)
 
 
-def lane_of(app: Any) -> InferenceLane | None:
-    """The lane of uvicorn's loaded app (which may be wrapped in uvicorn's own middleware), or None."""
-    for _ in range(8):
-        lane = getattr(getattr(app, "state", None), "lane", None)
-        if isinstance(lane, InferenceLane):
-            return lane
-        app = getattr(app, "app", None)
-    return None
-
-
 class LaneProtocol(HeadWithBodyProtocol):
     """The gateway's HTTP protocol: plain inference POSTs take the lane, every other request goes to the ASGI
     app as uvicorn sends it (with the head and first body chunk in one write). At TRACE log level, where uvicorn
@@ -130,7 +120,8 @@ class LaneProtocol(HeadWithBodyProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.lane = None if self.logger.isEnabledFor(TRACE_LOG_LEVEL) else lane_of(self.app)
+        lane = None if self.logger.isEnabledFor(TRACE_LOG_LEVEL) else app_state(self.app, "lane")
+        self.lane: InferenceLane | None = lane if isinstance(lane, InferenceLane) else None
 
     def on_headers_complete(self) -> None:
         if self.lane is None or not self._take(self.lane):

@@ -23,12 +23,13 @@ from gateway.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def _plane_of(app: Any) -> Any:
-    """The DataPlane behind uvicorn's loaded app (which may be wrapped in uvicorn's own middleware)."""
+def app_state(app: Any, name: str) -> Any:
+    """`app.state.<name>` of uvicorn's loaded app, looked up through uvicorn's own middleware wrapping it; None
+    when nothing there has it."""
     for _ in range(8):
-        state = getattr(app, "state", None)
-        if state is not None and hasattr(state, "plane"):
-            return state.plane
+        value = getattr(getattr(app, "state", None), name, None)
+        if value is not None:
+            return value
         app = getattr(app, "app", None)
     return None
 
@@ -45,7 +46,7 @@ class DrainingServer(uvicorn.Server):
         """First signal: not ready now, exit after the delay; a second SIGINT forces, repeats of SIGTERM wait."""
         if self.drain_until is None:
             self.drain_until = time.monotonic() + self.drain_delay_s
-            plane = _plane_of(self.config.loaded_app) if self.config.loaded else None
+            plane = app_state(self.config.loaded_app, "plane") if self.config.loaded else None
             if plane is not None:
                 plane.draining = True  # plain attribute store: safe inside a signal handler
             if self.drain_delay_s <= 0:

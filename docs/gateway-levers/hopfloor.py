@@ -16,12 +16,10 @@ import argparse
 import asyncio
 import http.client
 import json
-import os
 import random
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +27,8 @@ import numpy as np
 from contract import gateway_env
 from contract.ports import free_ports
 from contract.state import load
-from gateway import launch as gateway_launch
 from loadtest.gatewaybench import envoy, procs
 from supervisor.layout import Layout
-from supervisor.processes import spawn
 
 PATH = "/v1/models/digits:predict"
 
@@ -55,20 +51,6 @@ def forward(port: int, upstream: int) -> None:
         await server.serve_forever()
 
     uvloop.run(main())
-
-
-def gateway(layout: Layout, tree: Path | None) -> tuple[subprocess.Popen[bytes], int]:
-    """`python -m gateway` from `tree` (else this one) as the benchmark starts it; its process and REST port."""
-    rest, grpc_port = free_ports(2)
-    settings = {"backends": {"tfserving": {"protocol": "rest"}, "torchserve": {"protocol": "grpc"}}}
-    settings["server"] = {"port": rest, "grpc_port": grpc_port}
-    launch = gateway_launch.prepare(layout, env={**procs.QUIET_GATEWAY, **gateway_env.to_env(settings)})
-    if tree is not None:
-        launch = replace(launch, cwd=tree)
-    log = layout.run_dir / "logs" / f"hopfloor-gateway-{rest}.log"
-    proc, _ = spawn(launch, log, os.environ)
-    procs.wait_ready(proc, f"http://127.0.0.1:{rest}/v2/health/ready", log=log)
-    return proc, rest
 
 
 class Client:
@@ -115,8 +97,10 @@ def main() -> None:
         started.append(subprocess.Popen([sys.executable, __file__, "--forward", str(ports["forwarder"]), str(tf)]))
         trees: dict[str, Path | None] = {"gateway": None}
         trees.update({name: Path(where) for name, where in (t.split("=", 1) for t in args.tree)})
-        for name, tree in trees.items():
-            proc, ports[name] = gateway(layout, tree)
+        settings = {"backends": {"tfserving": {"protocol": "rest"}, "torchserve": {"protocol": "grpc"}}}
+        for name, tree in trees.items():  # as the gateway benchmark starts its own (TF side over REST)
+            proc, url, _ = procs.start_gateway(layout, gateway_env.to_env(settings), source=tree)
+            ports[name] = int(url.rsplit(":", 1)[1])
             started.append(proc)
         time.sleep(1)
         body = json.dumps({"instances": np.zeros((1, 1, 8, 8), np.float32).tolist()}).encode()
