@@ -38,7 +38,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from loadtest.gatewaybench import measure, report
+from loadtest.gatewaybench import measure, placement, report
 from loadtest.gatewaybench.plan import GROUPS, Plan
 from loadtest.validity import PRESETS, Criteria
 
@@ -82,11 +82,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 ceilings.append(await measure.ceiling(ceil, args.ceiling_s, args.ceiling_concurrency))
                 progress(f"  ceiling {ceilings[-1]}")
         versions = plan.versions | {m: version(m) for m in ("uvicorn", "fastapi", "aiohttp", "grpcio")}
+        cpus = plan.placement.report()  # before the stack's processes get their CPUs back
     hops = report.added(points)
     return {
         "command": " ".join(["python -m loadtest.gatewaybench", *sys.argv[1:]]),
         "args": vars(args),
         "criteria": c.as_dict(),
+        "cpus": cpus,
         "slicing": {"slices": args.slices, "slice_warmup_s": args.slice_warmup if args.slices > 1 else 0.0},
         "versions": versions,
         "added_ms": hops,
@@ -117,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling-concurrency", type=int, default=16, help="callers in the ceiling runs")
     parser.add_argument("--variant", action="append", default=[], help="NAME=DIR[,KEY=VALUE...]: another gateway")
     parser.add_argument("--py-spy", type=Path, help="profile each proxy's points with py-spy into this directory")
+    parser.add_argument(
+        "--cpus", default="dedicated", choices=placement.LAYOUTS, help="proxies on their own CPU, or all shared"
+    )
     parser.add_argument("--envoy-concurrency", type=int, default=1, help="Envoy's worker threads")
     args = parser.parse_args(argv)
     if args.slices < 1 or args.slice_warmup < 0:

@@ -20,13 +20,16 @@ from typing import Any
 import aiohttp
 import grpc
 import numpy as np
+import psutil
 
 from contract import gateway_env, tskeys, v2
 from contract.ports import Ports
 from contract.state import load as read_state
-from loadtest.gatewaybench import envoy, noop, procs, senders
+from loadtest import affinity
+from loadtest.gatewaybench import envoy, noop, placement, procs, senders
 from loadtest.gatewaybench.measure import MAX_IN_FLIGHT, Ceiling, Group, Target
 from supervisor.layout import Layout
+from supervisor.processes import owned_group
 
 GROUPS = ("anchor", "ceiling", "stacks", "noop", "clients")
 V1_PATH, V2_PATH = "/v1/models/digits:predict", "/v2/models/digits/infer"
@@ -96,7 +99,26 @@ class Plan:
         for g in self.groups:
             for t in g.targets:
                 t.pid = self.pid_of(t.name)
+        self._place()
         return self
+
+    def _place(self) -> None:
+        """Pin the proxies to their CPU and everything else to the others (`--cpus`; placement.py says why)."""
+        self.placement = placement.plan(self.args.cpus)
+        if self.placement.layout != "dedicated":
+            return
+        proxies = dict(self.pids)
+        if hasattr(self, "noop_gateway"):
+            proxies["gateway->noop"] = self.noop_gateway[2]
+        self.placement.proxies = {name: affinity.tree(pid) for name, pid in proxies.items()}
+        others: dict[str, list[psutil.Process]] = {"generator": [psutil.Process()]}
+        if hasattr(self, "noop_proc"):
+            others["noop"] = affinity.tree(self.noop_proc.pid)
+        for name, service in getattr(self, "services", {}).items():
+            others[f"stack {name}"] = owned_group(service.process)
+        self.placement.others = others
+        self.stack.callback(self.placement.restore)  # the stack's processes outlive the benchmark
+        self.placement.apply()
 
     def _stack_gateway(self) -> None:
         """A gateway in front of the recorded stack: TF side over REST, TorchServe over gRPC, one worker."""
@@ -104,6 +126,7 @@ class Plan:
         current = read_state(run_dir / "state.json")
         if current is None or not {"torchserve", "tfserving"} <= set(current.services):
             raise SystemExit(f"no TorchServe and TF side recorded in {run_dir}/state.json: run `make up` first")
+        self.services = current.services
         self.ports, keys = current.ports, tskeys.KeyFile(tskeys.key_file_in(run_dir))
         self.key = keys.key
         layout = Layout(run_dir, Path(current.artifacts), current.host, current.ports)

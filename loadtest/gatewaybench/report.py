@@ -102,9 +102,28 @@ def _f(v: Any) -> str:
     return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def placement_line(cpus: dict[str, Any]) -> str:
+    """One line saying where the processes ran (bench.json's `cpus`, loadtest.gatewaybench.placement)."""
+    if cpus.get("layout") != "dedicated":
+        return "CPUs: shared, every process on every CPU" + (f" ({cpus['note']})" if cpus.get("note") else "") + "."
+    others = ", ".join(f"generator ({cpus['generator']})" if o == "generator" else o for o in cpus["others"])
+    line = (
+        f"CPUs: dedicated, the proxies ({', '.join(cpus['proxies'])}) on CPU {_ints(cpus['proxy_cpus'])}; "
+        f"everything else ({others}) on CPU {_ints(cpus['other_cpus'])}"
+    )
+    strays = cpus.get("strays", [])
+    return line + (f"; {len(strays)} threads found off their CPUs at the end." if strays else "; none strayed.")
+
+
+def _ints(values: list[int]) -> str:
+    return ",".join(str(v) for v in values)
+
+
 def markdown(report: dict[str, Any]) -> str:
-    """bench.md: the added-latency table first, then the goal, the ceilings and every point."""
+    """bench.md: where the processes ran, the added-latency table, then the goal, the ceilings and every point."""
     lines = [
+        placement_line(report.get("cpus", {})),
+        "",
         "| hop | over | added p50 ms | added p99 ms | added p99.9 ms | proxy CPU ms/req | rounds | both VALID |",
         "|---|---|---|---|---|---|---|---|",
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,12 +18,14 @@ import aiohttp
 import numpy as np
 import pytest
 
-from loadtest import adrive
+from contract.state import load as read_state
+from loadtest import adrive, affinity
 from loadtest.drive import Outcome
 from loadtest.gatewaybench import envoy, measure, noop, procs, senders
 from loadtest.gatewaybench.__main__ import main
 from loadtest.schedule import Schedule
 from loadtest.validity import Criteria
+from supervisor.processes import owned_group
 from tests.conftest import NativeStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -45,8 +48,24 @@ def test_bench_reports_the_envoy_anchor_beside_the_gateway(native_stack: NativeS
     argv = ["--run-dir", str(native_stack.run_dir), "--out", str(out), "--groups", "anchor,ceiling"]
     argv += ["--criteria", "quick", "--duration", "2", "--warmup", "0.5", "--rounds", "1", "--anchor-rate", "40"]
     argv += ["--ceiling-s", "1", "--ceiling-concurrency", "4", "--slices", "2", "--slice-warmup", "0.2"]
+    state = read_state(native_stack.run_dir / "state.json")
+    assert state is not None
+    stack = [p.pid for s in state.services.values() for p in owned_group(s.process)]
+    everywhere, nice = set(affinity.allowed()), os.getpriority(os.PRIO_PROCESS, 0)
+    assert all(os.sched_getaffinity(t) == everywhere for pid in stack for t in affinity.threads(pid))
     assert main(argv) == 0
     report = json.loads((out / "bench.json").read_text())
+
+    # --cpus dedicated (the default): the proxies on one CPU, all else on the other, held to the end, then undone.
+    cpus = report["cpus"]
+    if len(everywhere) >= 2:
+        assert cpus["layout"] == "dedicated" and cpus["strays"] == [] and cpus["threads_moved"] > 0
+        assert cpus["proxies"] == ["envoy", "gateway", "gateway->noop"]
+        assert {"generator", "noop", "stack torchserve", "stack tfserving"} <= set(cpus["others"])
+        assert cpus["generator"] in ("nice -5", "normal")
+    after = [os.sched_getaffinity(t) for pid in stack for t in affinity.threads(pid)]
+    assert after and all(a == everywhere for a in after), "the stack's processes get every CPU back"
+    assert os.getpriority(os.PRIO_PROCESS, 0) == nice, "and the generator (this process) its priority"
     assert report["slicing"] == {"slices": 2, "slice_warmup_s": 0.2}
     assert all(p["slices"]["count"] == 2 for p in report["points"])
 
@@ -82,6 +101,7 @@ def test_bench_reports_the_envoy_anchor_beside_the_gateway(native_stack: NativeS
 
     md = (out / "bench.md").read_text()
     assert "| envoy->tf-rest | tf-rest-direct |" in md
+    assert md.startswith(f"CPUs: {cpus['layout']}")
 
 
 # Slice interleaving (`--slices`), driven against the real no-op upstream on loopback. Short criteria: 3 windows
