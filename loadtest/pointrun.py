@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
+from loadtest import affinity
 from loadtest.generator import GeneratorMonitor
 from loadtest.point import build_point
 from loadtest.recorder import Recorder
@@ -92,12 +93,13 @@ def generator_cpus(processes: int) -> list[int]:
 
 
 def pin(pid: int, cpus: list[int]) -> bool:
-    """Pin `pid` (before it forks its workers, which inherit it) to `cpus`; False when not permitted."""
-    try:
-        os.sched_setaffinity(pid, set(cpus))
-    except (OSError, AttributeError):
+    """Pin `pid`, every thread of it (before it forks its workers, which inherit it), to `cpus`; False when not
+    permitted."""
+    if not hasattr(os, "sched_setaffinity"):  # not Linux
         return False
-    return True
+    procs = affinity.tree(pid)
+    affinity.Pins().pin(procs, cpus)
+    return bool(procs) and not affinity.strays(procs, cpus)
 
 
 def platform_health(

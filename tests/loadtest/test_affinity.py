@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from loadtest import affinity
+from loadtest import affinity, pointrun
 from loadtest.gatewaybench import placement
 
 pytestmark = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to move threads between")
@@ -93,3 +93,12 @@ def test_dedicated_on_one_cpu_falls_back_to_shared_and_says_so() -> None:
     assert p.layout == "shared" and "only CPU" in p.note
     p.apply()  # nothing to pin
     assert p.report() == {"layout": "shared", "allowed": [min(mine)], "generator": "normal", "note": p.note}
+
+
+def test_make_bench_pins_its_generator_whole_and_says_when_it_cannot(server: subprocess.Popen[str]) -> None:
+    one = [affinity.allowed()[-1]]
+    assert pointrun.pin(server.pid, one)
+    procs = affinity.tree(server.pid)
+    assert affinity.strays(procs, one) == [] and sum(len(affinity.threads(p.pid)) for p in procs) >= 6
+    assert not pointrun.pin(server.pid, [4096]), "a CPU this machine does not have"
+    assert not pointrun.pin(2**22 + 7, one), "a process that is not there"
