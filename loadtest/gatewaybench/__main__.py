@@ -23,6 +23,8 @@ gateway paths in the same interleaved rounds: how a lever is measured against th
 
 The benchmark starts its own gateway (one worker; TF side over REST, TorchServe over gRPC) and its own Envoy
 (`--envoy-concurrency` worker threads, default 1) on free loopback ports, so it runs beside `make up`'s gateway.
+Where they run: `--cpus dedicated` (the default) gives the proxies the first CPU and everything else the others,
+`--cpus shared` leaves every process on every CPU (loadtest/gatewaybench/placement.py says why).
 Writes <out>/bench.json and <out>/bench.md. Run it on a quiet machine: numbers from a busy one are not results.
 """
 
