@@ -176,8 +176,18 @@ def decode_nested(name: str, datatype: str, data: Any) -> InferTensor:
     return _from_flat(name, datatype, dtype, dims, flat)
 
 
-_FLOAT_MAX = {np.dtype(t): float(np.finfo(t).max) for t in (np.float16, np.float32, np.float64)}
-"""Magnitudes past these would become inf in the type (Python's JSON parser reads 1e999 as float64's inf)."""
+def _overflow_at(t: type[np.floating[Any]]) -> tuple[float, float]:
+    """(largest finite value of `t`, the smallest magnitude that rounds to inf in `t`): the largest value plus half
+    its step, as round-to-nearest-even goes (inf for float64). Between the two a number still rounds to the
+    largest value, as float32's shortest text for it, 3.4028235e+38, does."""
+    info = np.finfo(t)
+    step = 2.0 ** (info.maxexp - 1) * float(info.eps)  # between the largest value and the one below it
+    return float(info.max), float(info.max) + step / 2
+
+
+_FLOAT_MAX = {np.dtype(t): _overflow_at(t) for t in (np.float16, np.float32, np.float64)}
+"""Per float type: its largest finite value, and the magnitude from which a number becomes inf in the type
+(Python's JSON parser reads 1e999 as float64's inf)."""
 KEPT_FLAT = frozenset({"FP32", "FP64"})
 """Float types whose JSON numbers a tensor keeps as they are (InferTensor.flat): any JSON writer gives them back
 as the same float32 or float64. FP16 is cast now: float64 text read as half may round differently from numpy."""
@@ -206,10 +216,10 @@ def _from_flat(name: str, datatype: str, dtype: np.dtype[Any], dims: list[int], 
             kinds = set(map(type, flat))  # set of types: one C-speed pass, rejects bool/str
             if not kinds <= {int, float}:
                 raise ValueError(f"{datatype} data must be numbers")
-            limit = _FLOAT_MAX.get(dtype)
-            if limit is not None and flat and max(map(abs, flat)) > limit:
+            limits = _FLOAT_MAX.get(dtype)
+            if limits is not None and flat and max(map(abs, flat)) >= limits[1]:
                 # JSON has no NaN (the parser refuses it); the value is too large for the type, or 1e999's inf
-                raise ValueError(f"a value is beyond the largest finite {datatype} ({limit:.4g})")
+                raise ValueError(f"a value is beyond the largest finite {datatype} ({limits[0]:.4g})")
             if datatype in KEPT_FLAT:
                 return kept_flat(name, datatype, dims, flat, kinds)
             array = np.asarray(flat, dtype=dtype)  # an integer out of the type's range raises OverflowError

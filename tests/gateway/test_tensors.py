@@ -129,7 +129,7 @@ def test_ragged_nested_lists_are_refused_naming_the_input(data: object, fragment
         ("FP32", [["1.5"]], "must be numbers"),
         ("FP32", [[1.0], [1e39]], "beyond the largest finite FP32"),
         ("FP32", [[10**400]], "beyond the largest finite FP32"),
-        ("FP16", [65505.0], "beyond the largest finite FP16"),
+        ("FP16", [65520.0], "beyond the largest finite FP16"),  # the first magnitude that rounds to inf
         ("INT8", [[1, 300]], "data does not fit datatype INT8"),
     ],
 )
@@ -199,6 +199,25 @@ def test_nested_cuts_the_flat_numbers_as_the_shape_says(shape: tuple[int, ...], 
     tensor = decode_json("x", datatype, list(shape), array.reshape(-1).tolist())
     assert tensor.flat is not None
     assert json.loads(dumps_arrays({"x": tensor.nested()}))["x"] == array.tolist()
+
+
+@pytest.mark.parametrize(
+    ("datatype", "text", "refused"),
+    [
+        ("FP32", "3.4028235e+38", "3.4028236e+38"),  # float32's shortest text for its largest value; the next
+        ("FP32", "3.40282356779733e+38", "3.40282356779734e+38"),  # either side of where float32 rounds to inf
+        ("FP16", "65519.99", "65520"),
+        ("FP64", "1.7976931348623157e+308", "1e999"),
+    ],
+)
+def test_numbers_that_round_to_the_largest_finite_value_are_kept(datatype: str, text: str, refused: str) -> None:
+    """A number past the type's largest value that still rounds to it (the gateway's own JSON for float32's largest
+    value is one) is that value; from the first number that rounds to inf on, a 400."""
+    dtype = V2_TO_NUMPY[datatype]
+    tensor = decode_json("x", datatype, [2], [-json.loads(text), json.loads(text)])
+    np.testing.assert_array_equal(tensor.data, np.asarray([-np.finfo(dtype).max, np.finfo(dtype).max], dtype))
+    with pytest.raises(InvalidArgument, match=f"beyond the largest finite {datatype}"):
+        decode_json("x", datatype, [2], [1.0, -json.loads(refused)])
 
 
 @pytest.mark.parametrize("datatype", ["FP32", "FP64"])
