@@ -185,7 +185,7 @@ def _overflow_at(t: type[np.floating[Any]]) -> tuple[float, float]:
     return float(info.max), float(info.max) + step / 2
 
 
-_FLOAT_MAX = {np.dtype(t): _overflow_at(t) for t in (np.float16, np.float32, np.float64)}
+_FLOAT_LIMITS = {np.dtype(t): _overflow_at(t) for t in (np.float16, np.float32, np.float64)}
 """Per float type: its largest finite value, and the magnitude from which a number becomes inf in the type
 (Python's JSON parser reads 1e999 as float64's inf)."""
 KEPT_FLAT = frozenset({"FP32", "FP64"})
@@ -216,7 +216,7 @@ def _from_flat(name: str, datatype: str, dtype: np.dtype[Any], dims: list[int], 
             kinds = set(map(type, flat))  # set of types: one C-speed pass, rejects bool/str
             if not kinds <= {int, float}:
                 raise ValueError(f"{datatype} data must be numbers")
-            limits = _FLOAT_MAX.get(dtype)
+            limits = _FLOAT_LIMITS.get(dtype)
             if limits is not None and flat and max(map(abs, flat)) >= limits[1]:
                 # JSON has no NaN (the parser refuses it); the value is too large for the type, or 1e999's inf
                 raise ValueError(f"a value is beyond the largest finite {datatype} ({limits[0]:.4g})")
