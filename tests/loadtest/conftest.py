@@ -12,6 +12,8 @@ import locust_ui
 import pytest
 from stall_server import serve
 
+from contract.ports import free_ports
+
 
 @pytest.fixture
 def stall_server() -> Iterator[Callable[..., str]]:
@@ -56,7 +58,7 @@ def gateway_stack() -> Iterator[Path]:
 def webui(gateway_stack: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, int]]:
     """The UI (digits targets) on a free port, as `make locust` starts it; yields (base URL, results dir, pid)."""
     tmp = tmp_path_factory.mktemp("webui")
-    port = locust_ui.free_port()
+    (port,) = free_ports(1)
     proc = locust_ui.start(
         gateway_stack, tmp / "results", "--models", "digits", "--web-port", str(port), log=tmp / "ui.log"
     )

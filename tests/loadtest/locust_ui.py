@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +15,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = {"warmup_seconds": "1", "window_seconds": "1", "measured_seconds": "4", "arrivals": "constant"}
 """A short run: long enough to check every answer and write a results run, not to be VALID."""
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (loopback)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(state: Path, results: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:

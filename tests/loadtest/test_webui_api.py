@@ -14,6 +14,7 @@ from pathlib import Path
 import locust_ui as ui
 import pytest
 
+from contract.ports import free_ports
 from loadtest.report import validate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +113,7 @@ def test_no_running_stack_says_make_up_first(tmp_path: Path) -> None:
 
 
 def test_master_with_one_worker_saves_the_run_the_same_way(gateway_stack: Path, tmp_path: Path) -> None:
-    web, master = ui.free_port(), ui.free_port()
+    web, master = free_ports(2)
     common = ("--models", "digits", "--master-port", str(master))
     head = ui.start(
         gateway_stack, tmp_path / "results", "--master", "--web-port", str(web), *common, log=tmp_path / "m.log"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from contract.ports import free_ports
 
 REPO = Path(__file__).resolve().parents[3]
 WARMUP_RECORDS = 3
@@ -105,14 +106,6 @@ allowed_batch_sizes: 8
 their threads hundreds of ms apart; a full batch (8 rows) never waits for it."""
 
 
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def http(method: str, url: str, body: bytes | str | dict[str, Any] | None = None) -> tuple[int, Any]:
     """One HTTP request; returns (status, parsed JSON or text) for errors as well as successes."""
     if isinstance(body, dict):
@@ -164,7 +157,7 @@ def launch(workdir: Path, model_root: Path, *extra: str) -> StandIn:
     """Start `python -m serving.tfserving.standin` with the test configs and wait until it answers."""
     (workdir / "models.config").write_text(MODELS_CONFIG)
     (workdir / "monitoring.config").write_text(MONITORING_CONFIG)
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     log_path = workdir / "standin.log"
     argv = [
         sys.executable,

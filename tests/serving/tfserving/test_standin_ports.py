@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from standin_support import REPO, StandIn, free_port
+from standin_support import REPO, StandIn
+
+from contract.ports import free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -24,7 +26,7 @@ def test_a_taken_grpc_port_fails_the_start(standin: StandIn, model_root: Path, t
         "-m",
         "serving.tfserving.standin",
         f"--port={standin.grpc_port}",
-        f"--rest_api_port={free_port()}",
+        f"--rest_api_port={free_ports(1)[0]}",
         f"--model_config_file={tmp_path / 'models.config'}",
         f"--model_base_path_root={model_root}",
     ]
