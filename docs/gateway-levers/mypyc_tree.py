@@ -21,12 +21,10 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPILED = [
-    "gateway/lane.py",
     "gateway/fastpath.py",
     "gateway/core.py",
     "gateway/codec_tf.py",
@@ -46,8 +44,6 @@ COMPILED = [
     "gateway/backends/tfserving.py",
     "gateway/backends/torchserve.py",
 ]
-INTERPRETED = {"gateway/lane.py"}
-"""Compiled with the rest (mypyc compiles a group at once) but its extension removed: see the module's docstring."""
 
 SETUP = """
 from setuptools import setup
@@ -62,13 +58,9 @@ def build(dest: Path) -> None:
     archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     (dest / "artifacts").symlink_to(ROOT / "artifacts")
-    with tempfile.NamedTemporaryFile("w", suffix=".py", dir=dest, delete=False) as setup:
-        setup.write(SETUP.format(modules=COMPILED))
+    (dest / "setup_mypyc.py").write_text(SETUP.format(modules=COMPILED))
     print(f"compiling {len(COMPILED)} modules in {dest} (about a minute) ...", flush=True)
-    subprocess.run([sys.executable, setup.name, "build_ext", "--inplace"], cwd=dest, check=True)
-    for source in INTERPRETED:
-        for extension in (dest / source).parent.glob(Path(source).stem + ".cpython-*.so"):
-            extension.unlink()
+    subprocess.run([sys.executable, "setup_mypyc.py", "build_ext", "--inplace"], cwd=dest, check=True)
     print(f"variant ready: --variant mypyc={dest}")
 
 
